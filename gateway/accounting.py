@@ -1,0 +1,181 @@
+"""Pricing and budget holds for upstream calls: worst-case estimates before, true cost after."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.auth import Principal
+from gateway.config import BudgetWindowConfig, ModelConfig, TenantConfig
+from gateway.errors import GatewayError, ledger_unavailable
+from gateway.ledger import BudgetExceeded, BudgetScope, Hold, Ledger, LedgerUnavailable, RateLimitExceeded, WindowLimit
+
+log = logging.getLogger("ttc.accounting")
+
+INPUT_MARGIN = 1.10  # litellm's tokenizer can disagree with the upstream's; reserve 10% extra
+
+
+def count_prompt_tokens(model: ModelConfig, messages: list[dict[str, Any]]) -> int:
+    from gateway.tokens import count_message_tokens
+
+    return count_message_tokens(model.litellm_params.model, messages)
+
+
+def output_cap(model: ModelConfig, requested: int | None) -> int:
+    """What the gateway sends upstream as max_tokens, so generation cannot outrun the hold."""
+    return min(requested, model.max_output_tokens) if requested else model.max_output_tokens
+
+
+def worst_case_usd(model: ModelConfig, prompt_tokens: int, n: int, max_tokens: int) -> float:
+    reserved_input = math.ceil(prompt_tokens * INPUT_MARGIN)
+    return model.price.cost_usd(reserved_input, n * max_tokens)
+
+
+def _limits(windows: Sequence[BudgetWindowConfig]) -> tuple[WindowLimit, ...]:
+    return tuple(WindowLimit(window=w.window, limit_usd=w.limit_usd) for w in windows)
+
+
+def budget_scope(tenant: TenantConfig, key_id: str | None) -> BudgetScope:
+    key_windows: tuple[WindowLimit, ...] = ()
+    if key_id:
+        for key in tenant.api_keys:
+            if key.hash.split(":", 1)[1].startswith(key_id):
+                key_windows = _limits(key.budgets)
+    return BudgetScope(
+        tenant_id=tenant.id,
+        windows=_limits(tenant.budgets),
+        max_cost_per_request_usd=tenant.max_cost_per_request_usd,
+        key_id=key_id if key_windows else None,
+        key_windows=key_windows,
+    )
+
+
+def budget_error(error: BudgetExceeded) -> GatewayError:
+    # x-should-retry: the OpenAI SDK retries 429s on its own; an empty budget will not refill in ms.
+    return GatewayError(429, str(error), type="insufficient_quota", code="insufficient_quota", headers={"x-should-retry": "false"})
+
+
+def rate_error(error: RateLimitExceeded) -> GatewayError:
+    retry_after = max(1, math.ceil(error.retry_after_s))
+    return GatewayError(
+        429,
+        str(error),
+        type="rate_limit_error",
+        code="rate_limit_exceeded",
+        headers={"retry-after": str(retry_after), "x-should-retry": "false"},
+    )
+
+
+@dataclass
+class CallRecord:
+    """One upstream call, in the shape of the response's `ttc.calls`."""
+
+    model: str
+    role: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "role": self.role,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": round(self.cost_usd, 8),
+        }
+
+
+@dataclass
+class Account:
+    """The ledger as one request sees it: its scope, its holds and its calls."""
+
+    ledger: Ledger
+    principal: Principal
+    scope: BudgetScope
+    calls: list[CallRecord] = field(default_factory=list)
+
+    @classmethod
+    def for_principal(cls, ledger: Ledger, principal: Principal) -> Account:
+        assert principal.tenant is not None
+        return cls(ledger=ledger, principal=principal, scope=budget_scope(principal.tenant, principal.key_id))
+
+    @property
+    def tenant(self) -> TenantConfig:
+        assert self.principal.tenant is not None
+        return self.principal.tenant
+
+    async def admit(self, estimated_tokens: int) -> None:
+        limits = self.tenant.rate_limits
+        if limits.rpm is None and limits.tpm is None:
+            return
+        try:
+            await self.ledger.admit_request(self.tenant.id, rpm=limits.rpm, tpm=limits.tpm, estimated_tokens=estimated_tokens)
+        except RateLimitExceeded as error:
+            raise rate_error(error) from None
+        except LedgerUnavailable:
+            raise ledger_unavailable() from None
+
+    async def true_up_tokens(self, estimated_tokens: int, actual_tokens: int) -> None:
+        if self.tenant.rate_limits.tpm is None:
+            return
+        try:
+            await self.ledger.record_tokens(
+                self.tenant.id, tpm=self.tenant.rate_limits.tpm, tokens=actual_tokens, estimated_tokens=estimated_tokens
+            )
+        except LedgerUnavailable:
+            log.warning("could not true up TPM for tenant %s: ledger unavailable", self.tenant.id)
+
+    async def reserve(self, amount_usd: float) -> Hold:
+        try:
+            return await self.ledger.reserve(self.scope, amount_usd)
+        except BudgetExceeded as error:
+            raise budget_error(error) from None
+        except LedgerUnavailable:
+            raise ledger_unavailable() from None
+
+    async def try_reserve(self, amount_usd: float) -> Hold | None:
+        """Like reserve, but a budget that does not fit answers None instead of raising."""
+        try:
+            return await self.ledger.reserve(self.scope, amount_usd)
+        except BudgetExceeded:
+            return None
+        except LedgerUnavailable:
+            raise ledger_unavailable() from None
+
+    def record(self, model: ModelConfig, role: str, prompt_tokens: int, completion_tokens: int) -> CallRecord:
+        call = CallRecord(model.name, role, prompt_tokens, completion_tokens, model.price.cost_usd(prompt_tokens, completion_tokens))
+        self.calls.append(call)
+        return call
+
+    async def settle(self, hold: Hold, actual_usd: float) -> None:
+        try:
+            await self.ledger.settle(hold, actual_usd)
+        except LedgerUnavailable:
+            # The call already happened; the hold's TTL will free the reservation, and the
+            # loss is bounded by what was reserved. Say so loudly.
+            log.error("could not settle %.6f USD for tenant %s: ledger unavailable", actual_usd, hold.tenant_id)
+
+    async def release(self, hold: Hold) -> None:
+        try:
+            await self.ledger.release(hold)
+        except LedgerUnavailable:
+            log.warning("could not release hold %s: ledger unavailable; it expires by TTL", hold.reservation_id)
+
+    async def remaining_usd(self) -> float | None:
+        try:
+            return await self.ledger.remaining_usd(self.scope)
+        except LedgerUnavailable:
+            return None
+
+    @property
+    def total_cost_usd(self) -> float:
+        return sum(call.cost_usd for call in self.calls)
+
+    def usage(self) -> dict[str, int]:
+        prompt = sum(call.prompt_tokens for call in self.calls)
+        completion = sum(call.completion_tokens for call in self.calls)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}

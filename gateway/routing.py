@@ -1,0 +1,75 @@
+"""Which configured model serves a request: the one named, or the router's pick for `auto`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.config import ModelConfig, TenantConfig
+from gateway.errors import GatewayError, invalid_request, model_not_found
+from gateway.schemas import ChatCompletionRequest
+from gateway.state import GatewayState
+
+AUTO = "auto"
+
+
+def prompt_text(messages: list[dict[str, Any]]) -> str:
+    """The text the router judges: the last user turn, which is what the answer must address."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def named_model(state: GatewayState, tenant: TenantConfig, name: str, mode: str = "chat") -> ModelConfig:
+    model = state.models_by_name.get(name)
+    if model is None or not tenant.allows(name):
+        raise model_not_found(name)
+    if model.mode != mode:
+        raise invalid_request(f"Model '{name}' is a {model.mode} model and cannot serve this endpoint.", param="model")
+    return model
+
+
+def route(state: GatewayState, tenant: TenantConfig, request: ChatCompletionRequest, messages: list[dict[str, Any]], prompt_tokens: int) -> tuple[ModelConfig, dict[str, Any]]:
+    """Ask the router; returns the chosen model and the `ttc.router` object."""
+    from router import Candidate
+
+    profile_name = request.model[len(AUTO) + 1 :] if request.model.startswith(AUTO + ":") else None
+    router_cfg = state.config.router
+    profile = router_cfg.profiles.get(profile_name) if profile_name else None
+    if profile_name and profile is None:
+        raise model_not_found(request.model)
+    if state.router is None:
+        raise GatewayError(400, "Routing with model 'auto' needs a router artifact (config: router.artifact).", code="router_unavailable", param="model")
+
+    names = profile.models if profile and profile.models else [m.name for m in state.config.models]
+    pool = [state.models_by_name[n] for n in names if n in state.models_by_name and tenant.allows(n) and state.models_by_name[n].mode == "chat"]
+    known = set(state.router.models)
+    candidates = [
+        Candidate(name=m.router_name or m.name, input_per_1m=m.price.input_per_1m, output_per_1m=m.price.output_per_1m, prompt_tokens=prompt_tokens)
+        for m in pool
+        if (m.router_name or m.name) in known
+    ]
+    if not candidates:
+        raise GatewayError(400, "None of the models you may use is known to the router artifact.", code="router_unavailable", param="model")
+
+    ttc = request.ttc
+    cost_weight = next((w for w in (ttc.cost_weight if ttc else None, profile.cost_weight if profile else None, tenant.routing.cost_weight) if w is not None), router_cfg.default_cost_weight)
+    tolerance = next((t for t in (ttc.tolerance if ttc else None, profile.tolerance if profile else None, tenant.routing.tolerance) if t is not None), None)
+    decision = state.router.route(prompt_text(messages), candidates, cost_weight=cost_weight, tolerance=tolerance)
+    by_router_name = {(m.router_name or m.name): m for m in pool}
+    chosen = by_router_name[decision.model]
+    info = {
+        "model": chosen.name,
+        "candidates": [
+            {"model": by_router_name[c.model].name, "predicted_quality": round(float(c.predicted_quality), 6), "expected_cost_usd": round(float(c.expected_cost_usd), 10)}
+            for c in decision.candidates
+            if c.model in by_router_name
+        ],
+        "version": decision.version,
+        "latency_ms": round(float(decision.latency_ms), 3),
+    }
+    return chosen, info

@@ -1,0 +1,121 @@
+"""Owns the current GatewayState: builds it, reloads it on SIGHUP or file change, closes it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.config import GatewayConfig, load_config, parse_config
+from gateway.defaults import default_config_data, demo_key
+from gateway.ledger import Ledger, make_ledger
+from gateway.metrics import Metrics
+from gateway.state import GatewayState, artifact_fingerprint, load_router
+from gateway.upstream import Upstreams
+
+log = logging.getLogger("ttc.runtime")
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """A YAML file, or the built-in defaults when `path` is None."""
+
+    path: str | None = None
+
+    def load(self) -> GatewayConfig:
+        if self.path is None:
+            return parse_config(default_config_data(demo_key()), "<built-in defaults>")
+        return load_config(self.path)
+
+    def fingerprint(self) -> str | None:
+        if self.path is None:
+            return None
+        try:
+            return hashlib.sha256(Path(self.path).read_bytes()).hexdigest()
+        except OSError:
+            return None
+
+
+class GatewayRuntime:
+    def __init__(self, source: ConfigSource) -> None:
+        self.source = source
+        self.metrics = Metrics()
+        self.upstreams = Upstreams()
+        self._state: GatewayState | None = None
+        self._config_fingerprint: str | None = None
+        self._old_ledgers: list[Ledger] = []
+        self._reload_lock = asyncio.Lock()
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> GatewayState:
+        if self._state is None:
+            raise RuntimeError("gateway runtime not started")
+        return self._state
+
+    @property
+    def ready(self) -> bool:
+        return self._state is not None
+
+    async def start(self) -> None:
+        config = self.source.load()
+        self._config_fingerprint = self.source.fingerprint()
+        router_fp = artifact_fingerprint(config.router.artifact)
+        router = await asyncio.to_thread(load_router, config.router.artifact)
+        self._state = GatewayState.build(config, make_ledger(config.ledger), self.upstreams, self.metrics, router, router_fp)
+        if config.server.watch_interval_s > 0:
+            self._watcher = asyncio.create_task(self._watch(config.server.watch_interval_s))
+
+    async def reload(self, reason: str = "SIGHUP") -> bool:
+        """Build a new state from the source; keep the old one if the new config is invalid."""
+        async with self._reload_lock:
+            old = self.state
+            try:
+                config = self.source.load()
+            except Exception as error:  # a bad edit must not take a running gateway down
+                log.error("config reload (%s) rejected, keeping the running config: %s", reason, error)
+                return False
+            ledger = old.ledger
+            if config.ledger != old.config.ledger:
+                ledger = make_ledger(config.ledger)
+                self._old_ledgers.append(old.ledger)
+            router, router_fp = old.router, old.router_fingerprint
+            new_fp = artifact_fingerprint(config.router.artifact)
+            if config.router.artifact != old.config.router.artifact or new_fp != old.router_fingerprint:
+                try:
+                    router = await asyncio.to_thread(load_router, config.router.artifact)
+                    router_fp = new_fp
+                except Exception as error:
+                    log.error("router artifact reload failed, keeping the previous one: %s", error)
+            self._state = GatewayState.build(config, ledger, self.upstreams, self.metrics, router, router_fp)
+            self._config_fingerprint = self.source.fingerprint()
+            log.info("config reloaded (%s): %d models, %d tenants", reason, len(config.models), len(config.tenants))
+            return True
+
+    async def _watch(self, interval_s: float) -> None:
+        # Polling rather than inotify: it works the same on every filesystem, including the
+        # ConfigMap symlink swaps Kubernetes does, and it costs one stat per interval.
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                state = self.state
+                config_changed = self.source.fingerprint() != self._config_fingerprint
+                router_changed = artifact_fingerprint(state.config.router.artifact) != state.router_fingerprint
+                if config_changed or router_changed:
+                    await self.reload("file changed" if config_changed else "router artifact changed")
+            except Exception:
+                log.exception("config watcher iteration failed")
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._state is not None:
+            await self._state.ledger.close()
+        for ledger in self._old_ledgers:
+            await ledger.close()
+        await self.upstreams.aclose()

@@ -1,0 +1,125 @@
+"""Request bodies, validated at the boundary. Responses stay plain dicts on the hot path."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# OpenAI chat parameters forwarded upstream when present.
+PASSTHROUGH_PARAMS: tuple[str, ...] = (
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "user",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "reasoning_effort",
+)
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class TtcOptions(BaseModel):
+    """The `ttc` extension object a client may send in `extra_body`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    strategy: str | None = None
+    n: int | None = Field(default=None, ge=1, le=64)
+    selector: str | None = None
+    cost_weight: float | None = Field(default=None, ge=0)
+    tolerance: float | None = Field(default=None, ge=0, le=1)
+    max_cost_per_request_usd: float | None = Field(default=None, ge=0)
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant", "tool", "function", "developer"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    n: int = Field(default=1, ge=1, le=16)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    user: str | None = None
+    ttc: TtcOptions | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences are allowed")
+        return value
+
+    @model_validator(mode="after")
+    def _tools_need_names(self) -> ChatCompletionRequest:
+        for index, tool in enumerate(self.tools or []):
+            if tool.get("type") == "function" and not (tool.get("function") or {}).get("name"):
+                raise ValueError(f"tools[{index}].function.name is required")
+        return self
+
+    @property
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def message_dicts(self) -> list[dict[str, Any]]:
+        return [m.model_dump(exclude_none=True) for m in self.messages]
+
+    def passthrough(self) -> dict[str, Any]:
+        fields = self.model_dump(include=set(PASSTHROUGH_PARAMS), exclude_none=True)
+        extra = self.model_extra or {}
+        for name in PASSTHROUGH_PARAMS:
+            if name in extra and extra[name] is not None:
+                fields[name] = extra[name]
+        return fields
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if value == "" or value == []:
+            raise ValueError("input must not be empty")
+        return value
+
+
+class BudgetUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    budgets: list[dict[str, Any]]
+    max_cost_per_request_usd: float | None = Field(default=None, ge=0)

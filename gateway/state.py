@@ -1,0 +1,75 @@
+"""Everything a request needs, built from one config. Swapped whole on reload.
+
+A request takes a reference to the current `GatewayState` when it starts and keeps it until it
+ends, so a reload (SIGHUP or a changed file) never disturbs in-flight requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.auth import KeyIndex
+from gateway.config import GatewayConfig, ModelConfig, TenantConfig
+from gateway.ledger import Ledger
+from gateway.metrics import Metrics
+from gateway.upstream import Upstreams
+
+log = logging.getLogger("ttc.state")
+
+
+@dataclass
+class GatewayState:
+    config: GatewayConfig
+    keys: KeyIndex
+    ledger: Ledger
+    upstreams: Upstreams
+    metrics: Metrics
+    router: Any | None = None  # router.Router, imported lazily (torch is heavy)
+    router_fingerprint: str | None = None
+    models_by_name: dict[str, ModelConfig] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, config: GatewayConfig, ledger: Ledger, upstreams: Upstreams, metrics: Metrics, router: Any | None = None,
+              router_fingerprint: str | None = None) -> GatewayState:
+        return cls(
+            config=config,
+            keys=KeyIndex(config),
+            ledger=ledger,
+            upstreams=upstreams,
+            metrics=metrics,
+            router=router,
+            router_fingerprint=router_fingerprint,
+            models_by_name={m.name: m for m in config.models},
+        )
+
+    def visible_models(self, tenant: TenantConfig) -> list[ModelConfig]:
+        return [m for m in self.config.models if tenant.allows(m.name)]
+
+
+def artifact_fingerprint(path: str | None) -> str | None:
+    """A cheap content hash of a router artifact's manifest and files, to notice replacements."""
+    if not path:
+        return None
+    root = Path(path)
+    if not root.exists():
+        return None
+    digest = hashlib.sha256()
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(root) if root.is_dir() else file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def load_router(path: str | None) -> Any | None:
+    if not path:
+        return None
+    from router import load_router as load
+
+    router = load(path)
+    log.info("loaded router artifact %s (version %s)", path, getattr(router, "version", "?"))
+    return router
