@@ -19,6 +19,12 @@ INPUT_MARGIN = 1.10  # litellm's tokenizer can disagree with the upstream's; res
 
 
 def count_prompt_tokens(model: ModelConfig, messages: list[dict[str, Any]]) -> int:
+    if model.is_local:
+        from gateway.local_models import registry
+
+        extra = model.litellm_params.model_extra or {}
+        local = registry.get(model.litellm_params.model.split("/", 1)[1], model_path=extra.get("model_path"), parallel=int(extra.get("parallel", 1)))
+        return local.count_prompt_tokens(messages)
     from gateway.tokens import count_message_tokens
 
     return count_message_tokens(model.litellm_params.model, messages)

@@ -85,6 +85,7 @@ def create_app(source: ConfigSource | None = None, runtime: GatewayRuntime | Non
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        runtime.install_sighup()
         try:
             yield
         finally:

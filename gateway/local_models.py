@@ -155,6 +155,20 @@ class LocalModel:
     _pool: asyncio.Queue[_Llama] | None = None
     _pool_loop: asyncio.AbstractEventLoop | None = None
     _loaded: int = 0
+    _vocab: _Llama | None = None
+
+    def count_prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
+        """Exact prompt tokens as this model will see them (template or few-shot wrapper included).
+
+        Uses a vocabulary-only instance: milliseconds to load and no weights in memory, so the
+        budget reservation can be exact before the model itself is ever loaded.
+        """
+        if self._vocab is None:
+            from llama_cpp import Llama
+
+            self._vocab = Llama(model_path=str(self.spec.locate()), vocab_only=True, verbose=False)
+        prompt, _ = self.spec.prompt_format.render(self._vocab, messages)
+        return len(self._vocab.tokenize(prompt.encode("utf-8"), special=True))
 
     async def _acquire(self) -> _Llama:
         loop = asyncio.get_running_loop()

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.config import GatewayConfig, load_config, parse_config
+from gateway.config import GatewayConfig, load_config, parse_config, resolve_secret
+from gateway.ledger.settings import LedgerSettings
 from gateway.defaults import default_config_data, demo_key
 from gateway.ledger import Ledger, make_ledger
 from gateway.metrics import Metrics
@@ -39,6 +41,13 @@ class ConfigSource:
             return None
 
 
+def build_ledger(settings: LedgerSettings) -> Ledger:
+    if settings.redis_url:
+        # The URL may carry a password, so it may come from the environment like other secrets.
+        settings = settings.model_copy(update={"redis_url": resolve_secret(settings.redis_url)})
+    return make_ledger(settings)
+
+
 class GatewayRuntime:
     def __init__(self, source: ConfigSource) -> None:
         self.source = source
@@ -65,9 +74,17 @@ class GatewayRuntime:
         self._config_fingerprint = self.source.fingerprint()
         router_fp = artifact_fingerprint(config.router.artifact)
         router = await asyncio.to_thread(load_router, config.router.artifact)
-        self._state = GatewayState.build(config, make_ledger(config.ledger), self.upstreams, self.metrics, router, router_fp)
+        self._state = GatewayState.build(config, build_ledger(config.ledger), self.upstreams, self.metrics, router, router_fp)
         if config.server.watch_interval_s > 0:
             self._watcher = asyncio.create_task(self._watch(config.server.watch_interval_s))
+
+    def install_sighup(self) -> None:
+        """Reload on SIGHUP. Only the main thread may own signals; elsewhere the file watcher serves."""
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload("SIGHUP")))
+        except (NotImplementedError, RuntimeError, ValueError):
+            log.debug("SIGHUP reload not available in this thread")
 
     async def reload(self, reason: str = "SIGHUP") -> bool:
         """Build a new state from the source; keep the old one if the new config is invalid."""
@@ -80,7 +97,7 @@ class GatewayRuntime:
                 return False
             ledger = old.ledger
             if config.ledger != old.config.ledger:
-                ledger = make_ledger(config.ledger)
+                ledger = build_ledger(config.ledger)
                 self._old_ledgers.append(old.ledger)
             router, router_fp = old.router, old.router_fingerprint
             new_fp = artifact_fingerprint(config.router.artifact)

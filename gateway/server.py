@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import signal
 from typing import Any
 
 import uvicorn
@@ -22,17 +20,7 @@ CONFIG_ENV = "TTC_CONFIG"
 def app_from_env() -> FastAPI:
     """uvicorn factory for worker processes: the config path travels in the environment."""
     runtime = GatewayRuntime(ConfigSource(os.environ.get(CONFIG_ENV) or None))
-    app = create_app(runtime=runtime)
-    app.router.on_startup.append(lambda: _install_sighup(runtime))
-    return app
-
-
-def _install_sighup(runtime: GatewayRuntime) -> None:
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(runtime.reload("SIGHUP")))
-    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
-        log.debug("SIGHUP reload not available in this context")
+    return create_app(runtime=runtime)
 
 
 def uvicorn_kwargs(host: str, port: int, workers: int, graceful_timeout_s: float, log_level: str) -> dict[str, Any]:

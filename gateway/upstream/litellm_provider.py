@@ -49,6 +49,9 @@ class LitellmUpstream:
         kwargs = model.litellm_params.resolved()
         kwargs.pop("model_path", None)
         kwargs.update(body)
+        if "user" in kwargs and model.litellm_params.model.startswith("openai/"):
+            # litellm 1.106 silently drops `user` for OpenAI-compatible providers; extra_body keeps it.
+            kwargs.setdefault("extra_body", {})["user"] = kwargs.pop("user")
         kwargs["timeout"] = model.timeout_s
         # Retries and fallbacks are ours (gateway.upstream.resilience), so each attempt is visible.
         kwargs["num_retries"] = 0

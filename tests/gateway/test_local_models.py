@@ -1,0 +1,115 @@
+"""End to end with the real local GGUF models, through the OpenAI SDK, on the built-in config."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.support.servers import ThreadedServer
+
+pytestmark = pytest.mark.slow
+
+PRICES = {"smollm2-135m": (0.05, 0.10), "gemma3-270m": (0.10, 0.20)}
+
+
+@pytest.fixture(scope="module")
+def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    home = tmp_path_factory.mktemp("ttc-home")
+    saved = {k: os.environ.get(k) for k in ("TTC_CONFIG_DIR", "TTC_DATA_DIR")}
+    os.environ["TTC_CONFIG_DIR"] = str(home / "config")
+    os.environ["TTC_DATA_DIR"] = str(home / "data")
+    try:
+        from gateway.app import create_app
+        from gateway.defaults import demo_key
+        from gateway.runtime import ConfigSource
+
+        with ThreadedServer(create_app(ConfigSource())) as server:
+            yield server.url, demo_key()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def client(gateway: tuple[str, str]) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway[0] + "/v1", api_key=gateway[1], max_retries=0, timeout=300)
+
+
+def expected_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float:
+    price_in, price_out = PRICES[model]
+    return (prompt_tokens * price_in + completion_tokens * price_out) / 1e6
+
+
+def test_demo_key_is_stable(local_gateway: tuple[str, str]) -> None:
+    from gateway.defaults import demo_key
+
+    assert demo_key() == local_gateway[1]
+    assert local_gateway[1].startswith("sk-ttc-")
+
+
+def test_models_lists_both_local_models(local_gateway: tuple[str, str]) -> None:
+    assert {m.id for m in client(local_gateway).models.list()} >= {"smollm2-135m", "gemma3-270m"}
+
+
+@pytest.mark.parametrize("model", ["smollm2-135m", "gemma3-270m"])
+def test_non_streaming_chat_with_real_model(local_gateway: tuple[str, str], model: str) -> None:
+    raw = client(local_gateway).chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": "What is the capital of France?"}], max_tokens=12, temperature=0
+    )
+    response = raw.parse()
+    text = response.choices[0].message.content
+    assert text and text.strip()
+    assert response.model == model
+    assert 0 < response.usage.completion_tokens <= 12
+    assert response.usage.prompt_tokens > 5
+    cost = expected_cost(model, response.usage.prompt_tokens, response.usage.completion_tokens)
+    assert float(raw.headers["x-ttc-cost-usd"]) == pytest.approx(cost, rel=1e-6)
+    assert response.model_extra["ttc"]["calls"][0]["model"] == model
+
+
+def test_streaming_chat_with_real_model_streams_tokens(local_gateway: tuple[str, str]) -> None:
+    stream = client(local_gateway).chat.completions.create(
+        model="smollm2-135m", messages=[{"role": "user", "content": "Count from one to ten."}], max_tokens=16,
+        stream=True, stream_options={"include_usage": True}, temperature=0,
+    )
+    chunks = list(stream)
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) >= 3  # true token streaming, not one blob at the end
+    final = chunks[-1]
+    assert final.usage is not None and 0 < final.usage.completion_tokens <= 16
+    ttc = final.model_extra["ttc"]
+    assert ttc["cost_usd"] == pytest.approx(expected_cost("smollm2-135m", final.usage.prompt_tokens, final.usage.completion_tokens), rel=1e-6)
+
+
+def test_concurrent_requests_to_one_local_model_all_complete(local_gateway: tuple[str, str]) -> None:
+    async def run() -> list[str]:
+        async_client = openai.AsyncOpenAI(base_url=local_gateway[0] + "/v1", api_key=local_gateway[1], max_retries=0, timeout=300)
+        results = await asyncio.gather(*(
+            async_client.chat.completions.create(model="smollm2-135m", messages=[{"role": "user", "content": f"Say the number {i}."}], max_tokens=6)
+            for i in range(3)
+        ))
+        return [r.choices[0].message.content or "" for r in results]
+
+    texts = asyncio.run(run())
+    assert len(texts) == 3 and all(t.strip() for t in texts)
+    # health stays responsive: generation runs off the event loop
+    assert httpx.get(local_gateway[0] + "/health/live").status_code == 200
+
+
+def test_spend_is_recorded_in_the_embedded_ledger(local_gateway: tuple[str, str]) -> None:
+    url, key = local_gateway
+    before = httpx.get(f"{url}/v1/tenants/demo/usage", headers={"authorization": f"Bearer {key}"}).json()
+    raw = client(local_gateway).chat.completions.with_raw_response.create(model="gemma3-270m", messages=[{"role": "user", "content": "Hi"}], max_tokens=5)
+    after = httpx.get(f"{url}/v1/tenants/demo/usage", headers={"authorization": f"Bearer {key}"}).json()
+    spent = after["windows"][0]["spent_usd"] - before["windows"][0]["spent_usd"]
+    assert spent == pytest.approx(float(raw.headers["x-ttc-cost-usd"]), abs=2e-6)
+    assert after["windows"][0]["reserved_usd"] == 0
+    assert after["requests"] == before["requests"] + 1
