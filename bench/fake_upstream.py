@@ -8,6 +8,8 @@ Behaviour is chosen by the requested model name, which keeps it stateless to dri
 - ``flaky-K``: fails with 503 for the first K calls, then answers
 - ``slow-MS``: waits MS milliseconds before answering (timeouts)
 - ``no-usage``: streams without a usage chunk
+- ``drip-MS``: streams one token every MS milliseconds (client-disconnect tests)
+- ``inflate``: reports three times the prompt tokens it counted (tokenizer-mismatch tests)
 - ``tool``: answers with a tool call when tools are sent
 
 Prompt tokens are the number of whitespace-separated words in all messages, plus 3 per message.
@@ -103,7 +105,8 @@ class FakeUpstream:
             await asyncio.sleep(self.delay_s)
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
         n = int(body.get("n") or 1)
-        prompt = self.prompt_tokens(body)
+        prompt = self.prompt_tokens(body) * (3 if model == "inflate" else 1)
+        drip_s = int(model.split("-", 1)[1]) / 1000 if model.startswith("drip-") else 0.0
         created = int(time.time())
         ident = f"chatcmpl-fake-{created}-{len(self.requests)}"
         tool_call = None
@@ -132,6 +135,8 @@ class FakeUpstream:
         await send(event({"choices": [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None} for i in range(n)]}))
         for position in range(max_tokens):
             piece = "tok" if position == 0 else " tok"
+            if drip_s:
+                await asyncio.sleep(drip_s)
             await send(event({"choices": [{"index": i, "delta": {"content": piece}, "finish_reason": None} for i in range(n)]}))
         await send(event({"choices": [{"index": i, "delta": {}, "finish_reason": "length"} for i in range(n)]}))
         if model != "no-usage" and (body.get("stream_options") or {}).get("include_usage"):

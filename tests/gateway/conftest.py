@@ -93,3 +93,23 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Running
 @pytest.fixture
 def gateway(fake_upstream: ThreadedServer, start_gateway: Callable[[dict[str, Any]], RunningGateway], tmp_path: Path) -> RunningGateway:
     return start_gateway(base_config(fake_upstream.url, tmp_path))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    from tests.support.redis_server import RedisServer
+
+    with RedisServer() as server:
+        yield server.url
+
+
+_ledger_counter = iter(range(10**6))
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def ledger_section(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """A `ledger:` config section private to one test, for each backend."""
+    if request.param == "sqlite":
+        return {"path": str(tmp_path / "ledger.db")}
+    url = request.getfixturevalue("redis_url")
+    return {"redis_url": url, "key_prefix": f"gw{next(_ledger_counter)}"}

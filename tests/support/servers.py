@@ -82,11 +82,18 @@ class ProcessServer:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 120.0) -> ProcessServer:
+    def launch(self) -> ProcessServer:
+        """Start the process without waiting, so several can boot in parallel."""
         out = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(self.args, env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def wait_ready(self, timeout_s: float = 180.0) -> ProcessServer:
         wait_http(self.url + self.health_path, timeout_s, self.process)
         return self
+
+    def start(self, timeout_s: float = 180.0) -> ProcessServer:
+        return self.launch().wait_ready(timeout_s)
 
     def stop(self, sig: int = 15, timeout_s: float = 30.0) -> int:
         assert self.process is not None
