@@ -11,6 +11,7 @@ from typing import Any
 from gateway.auth import Principal
 from gateway.config import BudgetWindowConfig, ModelConfig, TenantConfig
 from gateway.errors import GatewayError, ledger_unavailable
+from gateway.inflight import InFlight, PartialCost
 from gateway.ledger import BudgetExceeded, BudgetScope, Hold, Ledger, LedgerUnavailable, RateLimitExceeded, WindowLimit
 
 log = logging.getLogger("ttc.accounting")
@@ -102,12 +103,41 @@ class Account:
     ledger: Ledger
     principal: Principal
     scope: BudgetScope
+    inflight: InFlight | None = None
     calls: list[CallRecord] = field(default_factory=list)
+    # Holds not yet settled or released, each with how to price what it consumed so far.
+    open_holds: dict[str, tuple[Hold, PartialCost | None]] = field(default_factory=dict)
 
     @classmethod
-    def for_principal(cls, ledger: Ledger, principal: Principal) -> Account:
+    def for_principal(cls, ledger: Ledger, principal: Principal, inflight: InFlight | None = None) -> Account:
         assert principal.tenant is not None
-        return cls(ledger=ledger, principal=principal, scope=budget_scope(principal.tenant, principal.key_id))
+        return cls(ledger=ledger, principal=principal, scope=budget_scope(principal.tenant, principal.key_id), inflight=inflight)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def _opened(self, hold: Hold) -> Hold:
+        self.open_holds[hold.reservation_id] = (hold, None)
+        if self.inflight is not None:
+            self.inflight.add(self)
+        return hold
+
+    def _closed(self, hold: Hold) -> None:
+        self.open_holds.pop(hold.reservation_id, None)
+        if not self.open_holds and self.inflight is not None:
+            self.inflight.discard(self)
+
+    def price_partial(self, hold: Hold, partial_cost: PartialCost) -> None:
+        """How to charge this hold if the process must stop before the request finishes."""
+        if hold.reservation_id in self.open_holds:
+            self.open_holds[hold.reservation_id] = (hold, partial_cost)
+
+    async def close_open_holds(self) -> None:
+        for hold, partial_cost in list(self.open_holds.values()):
+            if partial_cost is None:
+                await self.release(hold)
+            else:
+                await self.settle(hold, partial_cost())
 
     @property
     def tenant(self) -> TenantConfig:
@@ -137,7 +167,7 @@ class Account:
 
     async def reserve(self, amount_usd: float) -> Hold:
         try:
-            return await self.ledger.reserve(self.scope, amount_usd)
+            return self._opened(await self.ledger.reserve(self.scope, amount_usd))
         except BudgetExceeded as error:
             raise budget_error(error) from None
         except LedgerUnavailable:
@@ -146,7 +176,7 @@ class Account:
     async def try_reserve(self, amount_usd: float) -> Hold | None:
         """Like reserve, but a budget that does not fit answers None instead of raising."""
         try:
-            return await self.ledger.reserve(self.scope, amount_usd)
+            return self._opened(await self.ledger.reserve(self.scope, amount_usd))
         except BudgetExceeded:
             return None
         except LedgerUnavailable:
@@ -158,6 +188,9 @@ class Account:
         return call
 
     async def settle(self, hold: Hold, actual_usd: float) -> None:
+        if hold.reservation_id not in self.open_holds:
+            return  # already settled (e.g. drained at shutdown): never charge twice
+        self._closed(hold)
         try:
             await self.ledger.settle(hold, actual_usd)
         except LedgerUnavailable:
@@ -166,16 +199,25 @@ class Account:
             log.error("could not settle %.6f USD for tenant %s: ledger unavailable", actual_usd, hold.tenant_id)
 
     async def release(self, hold: Hold) -> None:
+        if hold.reservation_id not in self.open_holds:
+            return
+        self._closed(hold)
         try:
             await self.ledger.release(hold)
         except LedgerUnavailable:
             log.warning("could not release hold %s: ledger unavailable; it expires by TTL", hold.reservation_id)
 
-    async def remaining_usd(self) -> float | None:
+    async def remaining_usd(self, gauge: Any | None = None) -> float | None:
+        """Remaining money in the tightest window; also refreshes the per-window gauge if given."""
         try:
-            return await self.ledger.remaining_usd(self.scope)
+            report = await self.ledger.usage(self.scope)
         except LedgerUnavailable:
             return None
+        if gauge is not None:
+            for window in report.windows:
+                gauge.labels(self.tenant.id, window.window).set(window.remaining_usd)
+        remaining = [w.remaining_usd for w in (*report.windows, *report.key_windows)]
+        return min(remaining) if remaining else None
 
     @property
     def total_cost_usd(self) -> float:

@@ -124,7 +124,7 @@ class ChatRun:
     def __init__(self, state: GatewayState, principal: Principal, plan: ChatPlan) -> None:
         self.state = state
         self.plan = plan
-        self.account = Account.for_principal(state.ledger, principal)
+        self.account = Account.for_principal(state.ledger, principal, state.inflight)
         self.tenant_id = principal.tenant.id if principal.tenant else "-"
 
     def _on_error(self, model: ModelConfig, error: UpstreamError) -> None:
@@ -144,7 +144,7 @@ class ChatRun:
 
     async def headers(self) -> dict[str, str]:
         headers = {"x-ttc-cost-usd": f"{self.account.total_cost_usd:.8f}", "x-ttc-model": self.plan.model.name}
-        remaining = await self.account.remaining_usd()
+        remaining = await self.account.remaining_usd(self.state.metrics.budget_remaining)
         if remaining is not None:
             headers["x-ttc-budget-remaining-usd"] = f"{remaining:.6f}"
         if self.plan.router_info:
@@ -222,6 +222,8 @@ class ChatRun:
                      include_usage: bool, estimated: int) -> AsyncIterator[bytes]:
         generated: list[str] = []
         usage: Json | None = None
+        self.account.price_partial(hold, lambda: used.price.cost_usd(
+            self.plan.prompt_tokens, count_text_tokens(used.litellm_params.model, "".join(generated))))
         held_back: Json | None = None
         completed = False
         failure: GatewayError | None = None

@@ -29,7 +29,7 @@ def _input_tokens(model: ModelConfig, body: EmbeddingRequest) -> int:
 
 
 async def embed(state: GatewayState, principal: Principal, model: ModelConfig, body: EmbeddingRequest) -> Response:
-    account = Account.for_principal(state.ledger, principal)
+    account = Account.for_principal(state.ledger, principal, state.inflight)
     tokens = _input_tokens(model, body)
     await account.admit(tokens)
     hold = await account.reserve(worst_case_usd(model, tokens, 1, 0))

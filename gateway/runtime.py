@@ -13,6 +13,7 @@ from pathlib import Path
 from gateway.config import GatewayConfig, load_config, parse_config, resolve_secret
 from gateway.ledger.settings import LedgerSettings
 from gateway.defaults import default_config_data, demo_key
+from gateway.inflight import InFlight
 from gateway.ledger import Ledger, make_ledger
 from gateway.metrics import Metrics
 from gateway.state import GatewayState, artifact_fingerprint, load_router
@@ -53,6 +54,7 @@ class GatewayRuntime:
         self.source = source
         self.metrics = Metrics()
         self.upstreams = Upstreams()
+        self.inflight = InFlight()
         self._state: GatewayState | None = None
         self._config_fingerprint: str | None = None
         self._old_ledgers: list[Ledger] = []
@@ -74,7 +76,7 @@ class GatewayRuntime:
         self._config_fingerprint = self.source.fingerprint()
         router_fp = artifact_fingerprint(config.router.artifact)
         router = await asyncio.to_thread(load_router, config.router.artifact)
-        self._state = GatewayState.build(config, build_ledger(config.ledger), self.upstreams, self.metrics, router, router_fp)
+        self._state = GatewayState.build(config, build_ledger(config.ledger), self.upstreams, self.metrics, self.inflight, router, router_fp)
         if config.server.watch_interval_s > 0:
             self._watcher = asyncio.create_task(self._watch(config.server.watch_interval_s))
 
@@ -107,7 +109,7 @@ class GatewayRuntime:
                     router_fp = new_fp
                 except Exception as error:
                     log.error("router artifact reload failed, keeping the previous one: %s", error)
-            self._state = GatewayState.build(config, ledger, self.upstreams, self.metrics, router, router_fp)
+            self._state = GatewayState.build(config, ledger, self.upstreams, self.metrics, self.inflight, router, router_fp)
             self._config_fingerprint = self.source.fingerprint()
             log.info("config reloaded (%s): %d models, %d tenants", reason, len(config.models), len(config.tenants))
             return True
@@ -131,6 +133,7 @@ class GatewayRuntime:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        await self.inflight.drain()  # before the ledger closes: settle what was cut off
         if self._state is not None:
             await self._state.ledger.close()
         for ledger in self._old_ledgers:

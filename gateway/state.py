@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway.auth import KeyIndex
 from gateway.config import GatewayConfig, ModelConfig, TenantConfig
+from gateway.inflight import InFlight
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.upstream import Upstreams
@@ -28,19 +29,21 @@ class GatewayState:
     ledger: Ledger
     upstreams: Upstreams
     metrics: Metrics
+    inflight: InFlight
     router: Any | None = None  # router.Router, imported lazily (torch is heavy)
     router_fingerprint: str | None = None
     models_by_name: dict[str, ModelConfig] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, config: GatewayConfig, ledger: Ledger, upstreams: Upstreams, metrics: Metrics, router: Any | None = None,
-              router_fingerprint: str | None = None) -> GatewayState:
+    def build(cls, config: GatewayConfig, ledger: Ledger, upstreams: Upstreams, metrics: Metrics, inflight: InFlight,
+              router: Any | None = None, router_fingerprint: str | None = None) -> GatewayState:
         return cls(
             config=config,
             keys=KeyIndex(config),
             ledger=ledger,
             upstreams=upstreams,
             metrics=metrics,
+            inflight=inflight,
             router=router,
             router_fingerprint=router_fingerprint,
             models_by_name={m.name: m for m in config.models},

@@ -1,0 +1,354 @@
+"""Redis ledger: every operation is one Lua script call (one round trip), atomic across replicas.
+
+Standalone Redis (``redis://``, ``rediss://``, ``unix://``) and Redis Cluster
+(``redis+cluster://seed:port`` / ``rediss+cluster://``, or ``LedgerSettings.cluster``) are
+supported. Cluster works because every key of a tenant carries the hash tag ``{<tenant>}``
+and every script receives all the keys it touches in KEYS, so a script never crosses slots.
+
+Failure model: any connection error, timeout, or a Redis still loading its AOF raises
+``LedgerUnavailable`` (the gateway answers 503: fail-closed). The client reconnects on the next
+call, so service resumes after Redis comes back without recreating this object. Scripts are
+idempotent on the client-generated reservation id, which makes the one automatic retry safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import BusyLoadingError, NoScriptError, RedisError, ResponseError
+
+from . import scripts
+from .base import (
+    BudgetExceeded,
+    BudgetScope,
+    Hold,
+    Ledger,
+    LedgerUnavailable,
+    RateLimitExceeded,
+    TenantUsage,
+    WindowLimit,
+    check_amount,
+    from_micro,
+    log_overage,
+    window_usage,
+)
+from .policy import Policy, decode_policy, encode_policy, encode_windows, escape, policy_from
+from .settings import LedgerSettings
+from .windows import WINDOWS, all_buckets, window_length_s
+
+log = logging.getLogger("gateway.ledger")
+
+Clock = Callable[[], float]
+T = TypeVar("T")
+AnyRedis = aioredis.Redis | RedisCluster
+
+
+class _Script:
+    """EVALSHA with a fallback to EVAL when the server lost its script cache (restart,
+    failover, SCRIPT FLUSH, or a Cluster node seeing the script for the first time)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, client: AnyRedis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # EVAL runs the script and caches it on that node, so later calls are one trip again.
+            return await client.eval(self.source, len(keys), *keys, *args)
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.split("://", 1)[0].endswith("+cluster")
+
+
+def make_client(settings: LedgerSettings) -> AnyRedis:
+    assert settings.redis_url is not None
+    url = settings.redis_url
+    common: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "socket_connect_timeout": settings.redis_connect_timeout_s,
+        "max_connections": settings.redis_max_connections,
+        # One immediate retry covers a connection the server closed while idle (e.g. after a
+        # restart); anything beyond that must surface quickly as LedgerUnavailable.
+        "retry": Retry(NoBackoff(), 1),
+    }
+    if is_cluster_url(url) or settings.cluster:
+        scheme, rest = url.split("://", 1)
+        return RedisCluster.from_url(f"{scheme.removesuffix('+cluster')}://{rest}", **common)
+    return aioredis.Redis.from_url(url, **common)
+
+
+class RedisLedger(Ledger):
+    def __init__(
+        self,
+        settings: LedgerSettings,
+        *,
+        clock: Clock = time.time,
+        client: AnyRedis | None = None,
+    ) -> None:
+        if settings.redis_url is None and client is None:
+            raise ValueError("RedisLedger needs settings.redis_url")
+        self._settings = settings
+        self._clock = clock
+        self._client: AnyRedis = client if client is not None else make_client(settings)
+        # redis-py's cluster client loads the slot map on first use; when many coroutines make
+        # that first call at once, their concurrent initialisations close each other's
+        # connections. So the first call initialises it alone (see _ensure_initialized).
+        self._initialized = not isinstance(self._client, RedisCluster)
+        self._init_lock: asyncio.Lock | None = None
+        self._reserve = _Script(scripts.RESERVE)
+        self._settle = _Script(scripts.SETTLE)
+        self._release = _Script(scripts.RELEASE)
+        self._usage = _Script(scripts.USAGE)
+        self._admit = _Script(scripts.ADMIT)
+        self._record = _Script(scripts.RECORD)
+
+    @property
+    def client(self) -> AnyRedis:
+        return self._client
+
+    # -- naming -----------------------------------------------------------------------------
+
+    def _base(self, tenant_id: str) -> str:
+        return f"{self._settings.key_prefix}:{{{escape(tenant_id)}}}"
+
+    def _tenant_keys(self, tenant_id: str) -> list[str]:
+        b = self._base(tenant_id)
+        return [f"{b}:limits", f"{b}:rsv", f"{b}:res", f"{b}:exp", f"{b}:closed"]
+
+    def _spent_keys(self, tenant_id: str, now: float) -> tuple[list[str], list[str]]:
+        b = self._base(tenant_id)
+        ids = [bid for bid, _ in all_buckets(now).values()]
+        return [f"{b}:s:{bid}" for bid in ids], ids
+
+    async def _ensure_initialized(self) -> None:
+        if self._init_lock is None:
+            self._init_lock = asyncio.Lock()
+        async with self._init_lock:
+            if not self._initialized:
+                assert isinstance(self._client, RedisCluster)
+                await self._client.initialize()
+                self._initialized = True
+
+    async def _do(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis call, mapping every transport-level failure to LedgerUnavailable.
+
+        Unexpected replies (ResponseError, e.g. OOM or a script bug) map there too: when in
+        doubt the ledger fails closed rather than letting a request through unaccounted.
+        """
+        try:
+            if not self._initialized:
+                await self._ensure_initialized()
+            return await fn()
+        except (RedisError, OSError, asyncio.TimeoutError) as e:
+            if isinstance(e, ResponseError) and not isinstance(e, BusyLoadingError):
+                # Not a transport problem: OOM, READONLY after a failover, or a bug. Say so.
+                log.error("ledger: Redis refused a command: %s", e)
+            raise LedgerUnavailable(f"budget ledger (Redis) unavailable: {type(e).__name__}: {e}") from e
+
+    async def _call(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self._do(lambda: script(self._client, keys, args))
+
+    # -- budgets ----------------------------------------------------------------------------
+
+    async def reserve(self, scope: BudgetScope, amount_usd: float, *, ttl_s: float | None = None) -> Hold:
+        amount = check_amount(amount_usd)
+        ttl = self._settings.reservation_ttl_s if ttl_s is None else ttl_s
+        now = self._clock()
+        rid = uuid.uuid4().hex
+        spent_keys, bucket_ids = self._spent_keys(scope.tenant_id, now)
+        policy = policy_from(scope.windows, scope.max_cost_per_request_usd)
+        key_windows = policy_from(scope.key_windows, None).windows
+        res = await self._call(
+            self._reserve,
+            [*self._tenant_keys(scope.tenant_id), *spent_keys],
+            [
+                int(now * 1000),
+                rid,
+                amount,
+                int((now + ttl) * 1000),
+                escape(scope.key_id) if scope.key_id else "",
+                encode_policy(policy),
+                encode_windows(key_windows),
+                *bucket_ids,
+            ],
+        )
+        if res[0] != "ok":
+            _, who, window, limit, remaining = res
+            raise BudgetExceeded(
+                window=window,
+                scope=who,
+                limit_usd=from_micro(limit),
+                remaining_usd=from_micro(remaining),
+                requested_usd=from_micro(amount),
+            )
+        return Hold(
+            reservation_id=rid,
+            tenant_id=scope.tenant_id,
+            amount_usd=from_micro(amount),
+            key_id=scope.key_id,
+            created_at=now,
+            expires_at=now + ttl,
+        )
+
+    def _closed_until_ms(self, hold: Hold, now: float) -> int:
+        return int((max(now, hold.expires_at) + self._settings.closed_retention_s) * 1000)
+
+    async def settle(self, hold: Hold, actual_usd: float) -> float:
+        actual = check_amount(actual_usd)
+        now = self._clock()
+        # Charge the buckets current at reservation time (see Ledger docstring).
+        spent_keys, _ = self._spent_keys(hold.tenant_id, hold.created_at)
+        grace = max(hold.expires_at - hold.created_at, self._settings.closed_retention_s)
+        expire_at = []
+        for w, (_, end) in all_buckets(hold.created_at).items():
+            expire_at.append(-1 if end is None else int((end + window_length_s(w) + grace) * 1000))
+        t = self._tenant_keys(hold.tenant_id)
+        charged, status = await self._call(
+            self._settle,
+            [t[1], t[2], t[3], t[4], *spent_keys],
+            [
+                int(now * 1000),
+                hold.reservation_id,
+                actual,
+                escape(hold.key_id) if hold.key_id else "",
+                self._closed_until_ms(hold, now),
+                *expire_at,
+            ],
+        )
+        if status == "dup":
+            return 0.0
+        log_overage(hold, int(charged), status)
+        return from_micro(charged)
+
+    async def release(self, hold: Hold) -> None:
+        now = self._clock()
+        t = self._tenant_keys(hold.tenant_id)
+        await self._call(
+            self._release,
+            [t[1], t[2], t[3], t[4]],
+            [int(now * 1000), hold.reservation_id, self._closed_until_ms(hold, now)],
+        )
+
+    async def usage(self, scope: BudgetScope) -> TenantUsage:
+        now = self._clock()
+        spent_keys, bucket_ids = self._spent_keys(scope.tenant_id, now)
+        policy = policy_from(scope.windows, scope.max_cost_per_request_usd)
+        out = await self._call(
+            self._usage,
+            [*self._tenant_keys(scope.tenant_id), *spent_keys],
+            [
+                int(now * 1000),
+                escape(scope.key_id) if scope.key_id else "",
+                encode_policy(policy),
+                encode_windows(policy_from(scope.key_windows, None).windows),
+                *bucket_ids,
+            ],
+        )
+        requests = int(out[0])
+        pos = 2
+
+        def take() -> list[Any]:
+            nonlocal pos
+            n = int(out[pos])
+            pos += 1
+            rows = []
+            for _ in range(n):
+                name, limit, spent, reserved = out[pos : pos + 4]
+                pos += 4
+                rows.append(window_usage(name, int(limit), int(spent), int(reserved)))
+            return rows
+
+        windows = take()
+        key_windows = take()
+        return TenantUsage(
+            tenant=scope.tenant_id,
+            windows=windows,
+            requests=requests,
+            key_id=scope.key_id,
+            key_windows=key_windows,
+        )
+
+    async def set_limits(
+        self,
+        tenant_id: str,
+        windows: Sequence[WindowLimit],
+        max_cost_per_request_usd: float | None,
+    ) -> None:
+        encoded = encode_policy(policy_from(windows, max_cost_per_request_usd))
+        # A single HSET is already atomic; no script needed.
+        await self._do(lambda: self._client.hset(self._tenant_keys(tenant_id)[0], "policy", encoded))
+
+    async def clear_limits(self, tenant_id: str) -> None:
+        await self._do(lambda: self._client.hdel(self._tenant_keys(tenant_id)[0], "policy"))
+
+    async def stored_limits(self, tenant_id: str) -> Policy | None:
+        """The limits stored by ``set_limits``, or None (config applies)."""
+        raw = await self._do(lambda: self._client.hget(self._tenant_keys(tenant_id)[0], "policy"))
+        if raw is None:
+            return None
+        return decode_policy(raw if isinstance(raw, str) else raw.decode())
+
+    # -- rate limits ------------------------------------------------------------------------
+
+    def _rate_keys(self, tenant_id: str) -> list[str]:
+        b = self._base(tenant_id)
+        return [f"{b}:rl", f"{b}:rlsum"]
+
+    async def admit_request(
+        self, tenant_id: str, *, rpm: int | None, tpm: int | None, estimated_tokens: int
+    ) -> None:
+        if rpm is None and tpm is None:
+            return
+        now = self._clock()
+        est = max(0, int(estimated_tokens))
+        res = await self._call(
+            self._admit,
+            self._rate_keys(tenant_id),
+            [
+                int(now * 1000),
+                f"r|{uuid.uuid4().hex}|{est}",
+                -1 if rpm is None else int(rpm),
+                -1 if tpm is None else int(tpm),
+                est,
+            ],
+        )
+        if int(res[0]) != 1:
+            raise RateLimitExceeded(limit=res[1], retry_after_s=max(0.001, int(res[2]) / 1000))
+
+    async def record_tokens(
+        self, tenant_id: str, *, tpm: int | None, tokens: int, estimated_tokens: int = 0
+    ) -> None:
+        delta = int(tokens) - int(estimated_tokens)
+        if tpm is None or delta == 0:
+            return
+        now = self._clock()
+        await self._call(
+            self._record,
+            self._rate_keys(tenant_id),
+            [int(now * 1000), f"a|{uuid.uuid4().hex}|{delta}", delta],
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self._do(self._client.ping)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+__all__ = ["RedisLedger", "make_client", "is_cluster_url", "WINDOWS"]
