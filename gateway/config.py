@@ -141,6 +141,12 @@ class RouterConfig(_Strict):
     profiles: dict[str, RoutingProfile] = Field(default_factory=dict)
 
 
+class StrategiesConfig(_Strict):
+    # A stopping-policy table fitted offline (`ttc strategies fit-policy`) for `adaptive`;
+    # without one, adaptive stops on vote consistency.
+    policy: str | None = None
+
+
 class ServerSettings(_Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     graceful_timeout_s: float = Field(default=30.0, ge=0)
@@ -155,6 +161,7 @@ class GatewayConfig(_Strict):
     ledger: LedgerSettings = LedgerSettings()
     admin_key_hash: str | None = None
     router: RouterConfig = RouterConfig()
+    strategies: StrategiesConfig = StrategiesConfig()
     server: ServerSettings = ServerSettings()
     # Free-form section for LiteLLM-style files; accepted and ignored.
     litellm_settings: dict[str, Any] | None = None

@@ -32,6 +32,7 @@ class GatewayState:
     inflight: InFlight
     router: Any | None = None  # router.Router, imported lazily (torch is heavy)
     router_fingerprint: str | None = None
+    strategy_policy: Any | None = None
     models_by_name: dict[str, ModelConfig] = field(default_factory=dict)
 
     @classmethod
@@ -46,6 +47,7 @@ class GatewayState:
             inflight=inflight,
             router=router,
             router_fingerprint=router_fingerprint,
+            strategy_policy=load_strategy_policy(config.strategies.policy),
             models_by_name={m.name: m for m in config.models},
         )
 
@@ -76,3 +78,11 @@ def load_router(path: str | None) -> Any | None:
     router = load(path)
     log.info("loaded router artifact %s (version %s)", path, getattr(router, "version", "?"))
     return router
+
+
+def load_strategy_policy(path: str | None) -> Any | None:
+    if not path:
+        return None
+    from strategies import load_policy
+
+    return load_policy(path)

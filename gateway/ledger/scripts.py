@@ -210,6 +210,21 @@ local function slide(rl, sums, now)
   end
   if #old > 0 then redis.call('ZREMRANGEBYSCORE', rl, '-inf', cutoff) end
 end
+-- Seconds-until-free scans walk the log oldest-first in chunks and usually stop within the
+-- first chunk, so a flood of refused requests does not read the whole minute each time.
+-- visit(member, score) returns true to stop; returns the score it stopped at, or nil.
+local function scan_oldest(rl, visit)
+  local start = 0
+  while true do
+    local entries = redis.call('ZRANGE', rl, start, start + 127, 'WITHSCORES')
+    if #entries == 0 then return nil end
+    for i = 1, #entries, 2 do
+      if visit(entries[i]) then return tonumber(entries[i + 1]) end
+    end
+    start = start + 128
+  end
+end
+
 local function touch(rl, sums)
   -- Everything in the log slides out within a minute of the last write.
   redis.call('PEXPIRE', rl, WINDOW_MS + 1000)
@@ -233,27 +248,21 @@ if rpm >= 0 and req + 1 > rpm then
   -- Wait until enough admitted requests have slid out of the window.
   local need = req + 1 - rpm
   local seen = 0
-  local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-  for i = 1, #entries, 2 do
-    if string.sub(entries[i], 1, 1) == 'r' then
-      seen = seen + 1
-      if seen >= need then return {0, 'rpm', tonumber(entries[i + 1]) + WINDOW_MS - now} end
-    end
-  end
-  return {0, 'rpm', WINDOW_MS}
+  local at = scan_oldest(KEYS[1], function(m)
+    if string.sub(m, 1, 1) == 'r' then seen = seen + 1 end
+    return seen >= need
+  end)
+  return {0, 'rpm', at and (at + WINDOW_MS - now) or WINDOW_MS}
 end
 if tpm >= 0 then
   if est > tpm then return {0, 'tpm', WINDOW_MS} end
   if tok + est > tpm then
     local freed = 0
-    local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-    for i = 1, #entries, 2 do
-      freed = freed + tonumber(string.match(entries[i], '(%-?%d+)$'))
-      if tok - freed + est <= tpm then
-        return {0, 'tpm', tonumber(entries[i + 1]) + WINDOW_MS - now}
-      end
-    end
-    return {0, 'tpm', WINDOW_MS}
+    local at = scan_oldest(KEYS[1], function(m)
+      freed = freed + tonumber(string.match(m, '(%-?%d+)$'))
+      return tok - freed + est <= tpm
+    end)
+    return {0, 'tpm', at and (at + WINDOW_MS - now) or WINDOW_MS}
   end
 end
 redis.call('ZADD', KEYS[1], now, member)

@@ -58,17 +58,28 @@ CREATE TABLE IF NOT EXISTS spent(
   amount INTEGER NOT NULL, expires_at REAL,
   PRIMARY KEY(tenant, bucket, field)
 ) WITHOUT ROWID;
--- One row per reserved field ('t:<bucket>' / 'k:<key>:<bucket>') plus a '*' row per hold.
+-- Live reservations, and running totals per reserved field ('t:<bucket>' / 'k:<key>:<bucket>')
+-- so that a reserve reads one row per window however many holds are live (as in Redis).
 CREATE TABLE IF NOT EXISTS holds(
-  tenant TEXT NOT NULL, field TEXT NOT NULL, rid TEXT NOT NULL,
-  amount INTEGER NOT NULL, expires_at REAL NOT NULL,
-  PRIMARY KEY(tenant, field, rid)
+  tenant TEXT NOT NULL, rid TEXT NOT NULL, amount INTEGER NOT NULL,
+  fields TEXT NOT NULL, expires_at REAL NOT NULL,
+  PRIMARY KEY(tenant, rid)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS holds_by_rid ON holds(tenant, rid);
 CREATE INDEX IF NOT EXISTS holds_by_expiry ON holds(tenant, expires_at);
+CREATE TABLE IF NOT EXISTS reserved(
+  tenant TEXT NOT NULL, field TEXT NOT NULL, amount INTEGER NOT NULL,
+  PRIMARY KEY(tenant, field)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS closed(
   tenant TEXT NOT NULL, rid TEXT NOT NULL, until REAL NOT NULL,
   PRIMARY KEY(tenant, rid)
+) WITHOUT ROWID;
+-- Idempotence markers are purged by age on every call: that needs its own index.
+CREATE INDEX IF NOT EXISTS closed_by_until ON closed(tenant, until);
+-- The sliding rate-limit log, plus its running sums so that admission is O(1) per request
+-- rather than a SUM over the whole minute (the same design as the Redis scripts).
+CREATE TABLE IF NOT EXISTS ratesum(
+  tenant TEXT PRIMARY KEY, requests INTEGER NOT NULL, tokens INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ratelog(
   tenant TEXT NOT NULL, ts REAL NOT NULL, id TEXT NOT NULL,
@@ -135,9 +146,41 @@ class SqliteLedger(Ledger):
     def _vacuum_expired(conn: sqlite3.Connection, now: float) -> None:
         # Housekeeping across all tenants, amortised over many operations.
         conn.execute("DELETE FROM spent WHERE expires_at IS NOT NULL AND expires_at < ?", (now,))
-        conn.execute("DELETE FROM holds WHERE expires_at <= ?", (now,))
+        for (tenant,) in conn.execute("SELECT DISTINCT tenant FROM holds WHERE expires_at <= ?", (now,)).fetchall():
+            SqliteLedger._purge(conn, tenant, now)
         conn.execute("DELETE FROM closed WHERE until < ?", (now,))
-        conn.execute("DELETE FROM ratelog WHERE ts <= ?", (now - RATE_WINDOW_S,))
+        stale = conn.execute("SELECT DISTINCT tenant FROM ratelog WHERE ts <= ?", (now - RATE_WINDOW_S,)).fetchall()
+        for (tenant,) in stale:
+            SqliteLedger._slide(conn, tenant, now)
+
+    @staticmethod
+    def _slide(conn: sqlite3.Connection, tenant: str, now: float) -> tuple[int, int]:
+        """Drop log entries older than the window, keep the sums in step; return the sums."""
+        cutoff = now - RATE_WINDOW_S
+        n, req, tok = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(requests), 0), COALESCE(SUM(tokens), 0) FROM ratelog "
+            "WHERE tenant = ? AND ts <= ?",
+            (tenant, cutoff),
+        ).fetchone()
+        if n:
+            conn.execute("DELETE FROM ratelog WHERE tenant = ? AND ts <= ?", (tenant, cutoff))
+            conn.execute(
+                "UPDATE ratesum SET requests = requests - ?, tokens = tokens - ? WHERE tenant = ?", (req, tok, tenant)
+            )
+        row = conn.execute("SELECT requests, tokens FROM ratesum WHERE tenant = ?", (tenant,)).fetchone()
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    @staticmethod
+    def _log_rate(conn: sqlite3.Connection, tenant: str, now: float, requests: int, tokens: int) -> None:
+        conn.execute(
+            "INSERT INTO ratelog(tenant, ts, id, requests, tokens) VALUES (?, ?, ?, ?, ?)",
+            (tenant, now, uuid.uuid4().hex, requests, tokens),
+        )
+        conn.execute(
+            "INSERT INTO ratesum(tenant, requests, tokens) VALUES (?, ?, ?) ON CONFLICT(tenant) DO UPDATE SET "
+            "requests = requests + excluded.requests, tokens = tokens + excluded.tokens",
+            (tenant, requests, tokens),
+        )
 
     # -- shared pieces ----------------------------------------------------------------------
 
@@ -156,16 +199,27 @@ class SqliteLedger(Ledger):
         return 0 if row is None else int(row[0])
 
     @staticmethod
-    def _reserved(conn: sqlite3.Connection, tenant: str, field: str, now: float) -> int:
-        row = conn.execute(
-            "SELECT COALESCE(SUM(amount), 0) FROM holds WHERE tenant = ? AND field = ? AND expires_at > ?",
-            (tenant, field, now),
-        ).fetchone()
-        return int(row[0])
+    def _reserved(conn: sqlite3.Connection, tenant: str, field: str) -> int:
+        row = conn.execute("SELECT amount FROM reserved WHERE tenant = ? AND field = ?", (tenant, field)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    @staticmethod
+    def _drop_hold(conn: sqlite3.Connection, tenant: str, rid: str, amount: int, fields: str) -> None:
+        """Delete a hold and take its amount out of every field it reserved in."""
+        conn.execute("DELETE FROM holds WHERE tenant = ? AND rid = ?", (tenant, rid))
+        for field in filter(None, fields.split("|")):
+            conn.execute(
+                "UPDATE reserved SET amount = amount - ? WHERE tenant = ? AND field = ?", (amount, tenant, field)
+            )
+        conn.execute("DELETE FROM reserved WHERE tenant = ? AND amount <= 0", (tenant,))
 
     @staticmethod
     def _purge(conn: sqlite3.Connection, tenant: str, now: float) -> None:
-        conn.execute("DELETE FROM holds WHERE tenant = ? AND expires_at <= ?", (tenant, now))
+        """Expired holds stop counting: this is how a crashed gateway's money comes back."""
+        for rid, amount, fields in conn.execute(
+            "SELECT rid, amount, fields FROM holds WHERE tenant = ? AND expires_at <= ?", (tenant, now)
+        ).fetchall():
+            SqliteLedger._drop_hold(conn, tenant, rid, amount, fields)
         conn.execute("DELETE FROM closed WHERE tenant = ? AND until < ?", (tenant, now))
 
     def _closed_until(self, hold: Hold, now: float) -> float:
@@ -202,7 +256,7 @@ class SqliteLedger(Ledger):
                     bid = buckets[w][0]
                     field = prefix + bid
                     spent = self._spent(conn, tenant, bid, spent_field)
-                    reserved = self._reserved(conn, tenant, field, now)
+                    reserved = self._reserved(conn, tenant, field)
                     if spent + reserved + amount > limit:
                         raise BudgetExceeded(
                             window=w,
@@ -213,9 +267,14 @@ class SqliteLedger(Ledger):
                         )
                     fields.append(field)
             expires = now + ttl
+            conn.execute(
+                "INSERT INTO holds(tenant, rid, amount, fields, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (tenant, rid, amount, "|".join(fields), expires),
+            )
             conn.executemany(
-                "INSERT INTO holds(tenant, field, rid, amount, expires_at) VALUES (?, ?, ?, ?, ?)",
-                [(tenant, f, rid, amount, expires) for f in ("*", *fields)],
+                "INSERT INTO reserved(tenant, field, amount) VALUES (?, ?, ?) "
+                "ON CONFLICT(tenant, field) DO UPDATE SET amount = amount + excluded.amount",
+                [(tenant, f, amount) for f in fields],
             )
             return Hold(
                 reservation_id=rid,
@@ -235,13 +294,16 @@ class SqliteLedger(Ledger):
         grace = max(hold.expires_at - hold.created_at, self._settings.closed_retention_s)
 
         def op(conn: sqlite3.Connection, now: float) -> tuple[int, str]:
+            self._purge(conn, tenant, now)
             if conn.execute("SELECT 1 FROM closed WHERE tenant = ? AND rid = ?", (tenant, rid)).fetchone():
                 return 0, "dup"
             row = conn.execute(
-                "SELECT expires_at FROM holds WHERE tenant = ? AND field = '*' AND rid = ?", (tenant, rid)
+                "SELECT amount, fields FROM holds WHERE tenant = ? AND rid = ?", (tenant, rid)
             ).fetchone()
-            status = "ok" if row is not None and row[0] > now else "late"
-            conn.execute("DELETE FROM holds WHERE tenant = ? AND rid = ?", (tenant, rid))
+            status = "late"  # the hold expired (and was purged) before this settle
+            if row is not None:
+                self._drop_hold(conn, tenant, rid, row[0], row[1])
+                status = "ok"
             rows = []
             # Charge the buckets current at reservation time (see Ledger docstring).
             for w, (bid, end) in all_buckets(hold.created_at).items():
@@ -260,7 +322,6 @@ class SqliteLedger(Ledger):
             conn.execute(
                 "INSERT INTO closed(tenant, rid, until) VALUES (?, ?, ?)", (tenant, rid, self._closed_until(hold, now))
             )
-            self._purge(conn, tenant, now)
             return actual, status
 
         charged, status = await self._run(op)
@@ -273,9 +334,12 @@ class SqliteLedger(Ledger):
         tenant, rid = hold.tenant_id, hold.reservation_id
 
         def op(conn: sqlite3.Connection, now: float) -> None:
+            self._purge(conn, tenant, now)
             if conn.execute("SELECT 1 FROM closed WHERE tenant = ? AND rid = ?", (tenant, rid)).fetchone():
                 return
-            conn.execute("DELETE FROM holds WHERE tenant = ? AND rid = ?", (tenant, rid))
+            row = conn.execute("SELECT amount, fields FROM holds WHERE tenant = ? AND rid = ?", (tenant, rid)).fetchone()
+            if row is not None:
+                self._drop_hold(conn, tenant, rid, row[0], row[1])
             # Remember the release so that a settle racing behind it cannot charge a cancelled call.
             conn.execute(
                 "INSERT INTO closed(tenant, rid, until) VALUES (?, ?, ?)", (tenant, rid, self._closed_until(hold, now))
@@ -288,6 +352,7 @@ class SqliteLedger(Ledger):
         key = escape(scope.key_id) if scope.key_id else None
 
         def op(conn: sqlite3.Connection, now: float) -> TenantUsage:
+            self._purge(conn, tenant, now)
             buckets = all_buckets(now)
             policy = self._policy(conn, scope)
 
@@ -296,7 +361,7 @@ class SqliteLedger(Ledger):
                 for w, limit in windows:
                     bid = buckets[w][0]
                     spent = self._spent(conn, tenant, bid, spent_field)
-                    reserved = self._reserved(conn, tenant, prefix + bid, now)
+                    reserved = self._reserved(conn, tenant, prefix + bid)
                     out.append(window_usage(w, limit, spent, reserved))
                 return out
 
@@ -349,12 +414,7 @@ class SqliteLedger(Ledger):
         est = max(0, int(estimated_tokens))
 
         def op(conn: sqlite3.Connection, now: float) -> tuple[str, float] | None:
-            cutoff = now - RATE_WINDOW_S
-            conn.execute("DELETE FROM ratelog WHERE tenant = ? AND ts <= ?", (tenant_id, cutoff))
-            req, tok = conn.execute(
-                "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(tokens), 0) FROM ratelog WHERE tenant = ?",
-                (tenant_id,),
-            ).fetchone()
+            req, tok = self._slide(conn, tenant_id, now)
             tok = max(0, tok)
             if rpm is not None and req + 1 > rpm:
                 need, seen = req + 1 - rpm, 0
@@ -377,10 +437,7 @@ class SqliteLedger(Ledger):
                         if tok - freed + est <= tpm:
                             return "tpm", ts + RATE_WINDOW_S - now
                     return "tpm", RATE_WINDOW_S
-            conn.execute(
-                "INSERT INTO ratelog(tenant, ts, id, requests, tokens) VALUES (?, ?, ?, 1, ?)",
-                (tenant_id, now, uuid.uuid4().hex, est),
-            )
+            self._log_rate(conn, tenant_id, now, 1, est)
             return None
 
         denied = await self._run(op)
@@ -395,10 +452,8 @@ class SqliteLedger(Ledger):
             return
 
         def op(conn: sqlite3.Connection, now: float) -> None:
-            conn.execute(
-                "INSERT INTO ratelog(tenant, ts, id, requests, tokens) VALUES (?, ?, ?, 0, ?)",
-                (tenant_id, now, uuid.uuid4().hex, delta),
-            )
+            self._slide(conn, tenant_id, now)
+            self._log_rate(conn, tenant_id, now, 0, delta)
 
         await self._run(op)
 

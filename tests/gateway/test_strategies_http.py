@@ -1,0 +1,115 @@
+"""Test-time-compute strategies through the gateway: accounting, degradation, errors, streaming."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import openai
+import pytest
+
+from tests.gateway.conftest import ADMIN_KEY, RunningGateway, base_config, fake_model
+from tests.support.servers import ThreadedServer
+
+MESSAGES = [{"role": "user", "content": "What is 2 plus 2?"}]
+
+
+@pytest.fixture
+def gw(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path) -> RunningGateway:
+    config = base_config(fake_upstream.url, tmp_path)
+    config["models"].append(fake_model("no-n", fake_upstream.url, "no-n-model", supports_n=False))
+    config["tenants"][0]["allowed_models"] = ["*"]
+    return start_gateway(config)
+
+
+def spent(gw: RunningGateway) -> float:
+    return httpx.get(f"{gw.url}/v1/tenants/tenant-a/usage", headers={"authorization": f"Bearer {ADMIN_KEY}"}).json()["windows"][0]["spent_usd"]
+
+
+@pytest.mark.parametrize("model", ["fast", "no-n"])
+def test_best_of_n_accounts_for_every_call(gw: RunningGateway, model: str) -> None:
+    raw = gw.client().chat.completions.with_raw_response.create(model=model, messages=MESSAGES, max_tokens=3,
+                                                                extra_body={"ttc": {"strategy": "best_of_n", "n": 4, "selector": "majority"}})
+    body = raw.parse()
+    ttc = body.model_extra["ttc"]
+    assert ttc["strategy"]["name"] == "best_of_n" and ttc["strategy"]["n"] == 4 and ttc["strategy"]["degraded"] is False
+    assert len(ttc["calls"]) == 4
+    assert body.usage.completion_tokens == sum(c["completion_tokens"] for c in ttc["calls"]) == 12
+    assert body.usage.prompt_tokens == sum(c["prompt_tokens"] for c in ttc["calls"])
+    assert float(raw.headers["x-ttc-cost-usd"]) == pytest.approx(sum(c["cost_usd"] for c in ttc["calls"]))
+    assert spent(gw) == pytest.approx(float(raw.headers["x-ttc-cost-usd"]), abs=1e-6)
+    assert body.choices[0].message.content == "tok tok tok"
+
+
+def test_tight_budget_degrades_instead_of_refusing(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path) -> None:
+    config = base_config(fake_upstream.url, tmp_path)
+    config["tenants"][0].update({"allowed_models": ["*"], "budgets": [{"window": "day", "limit_usd": 0.00030}]})
+    gw = start_gateway(config)
+    body = gw.client().chat.completions.create(model="fast", messages=MESSAGES, max_tokens=40,
+                                               extra_body={"ttc": {"strategy": "best_of_n", "n": 8}})
+    strategy = body.model_extra["ttc"]["strategy"]
+    assert strategy["degraded"] is True and 1 <= strategy["n"] < 8
+    assert spent(gw) <= 0.00030
+    # once not even one call fits: 429 insufficient_quota
+    for _ in range(5):
+        try:
+            gw.client().chat.completions.create(model="fast", messages=MESSAGES, max_tokens=40, extra_body={"ttc": {"strategy": "best_of_n", "n": 8}})
+        except openai.RateLimitError as error:
+            assert error.response.json()["error"]["code"] == "insufficient_quota"
+            break
+    else:
+        pytest.fail("the budget never ran out")
+    assert spent(gw) <= 0.00030
+
+
+def test_tools_run_as_single_and_say_so(gw: RunningGateway) -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    body = gw.client().chat.completions.create(model="fast", messages=MESSAGES, max_tokens=2, tools=tools,
+                                               extra_body={"ttc": {"strategy": "best_of_n", "n": 4}})
+    strategy = body.model_extra["ttc"]["strategy"]
+    assert strategy["name"] == "single" and "tools" in strategy["reason"]
+    assert len(body.model_extra["ttc"]["calls"]) == 1
+
+
+def test_bad_strategy_spec_is_400(gw: RunningGateway) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        gw.client().chat.completions.create(model="fast", messages=MESSAGES, extra_body={"ttc": {"strategy": "best_of_n", "selektor": "x"}})
+    assert info.value.response.json()["error"]["param"] == "ttc"
+    with pytest.raises(openai.BadRequestError):
+        gw.client().chat.completions.create(model="fast", messages=MESSAGES, extra_body={"ttc": {"strategy": "telepathy"}})
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_streamed_strategy_sends_the_chosen_answer_with_ttc(gw: RunningGateway, include_usage: bool) -> None:
+    kwargs: dict[str, Any] = {"stream_options": {"include_usage": True}} if include_usage else {}
+    chunks = list(gw.client().chat.completions.create(model="fast", messages=MESSAGES, max_tokens=3, stream=True,
+                                                      extra_body={"ttc": {"strategy": "adaptive", "n": 6}}, **kwargs))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "tok tok tok"
+    ttc = chunks[-1].model_extra["ttc"]
+    assert ttc["strategy"]["name"] == "adaptive"
+    assert 1 <= len(ttc["calls"]) < 6  # the unanimous fake stops early
+    if include_usage:
+        assert chunks[-1].usage.completion_tokens == sum(c["completion_tokens"] for c in ttc["calls"])
+    assert spent(gw) == pytest.approx(ttc["cost_usd"], abs=1e-6)
+
+
+def test_streamed_strategy_budget_error_is_a_proper_429(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path) -> None:
+    config = base_config(fake_upstream.url, tmp_path)
+    config["tenants"][0].update({"allowed_models": ["*"], "budgets": [{"window": "day", "limit_usd": 0.0000001}]})
+    gw = start_gateway(config)
+    with pytest.raises(openai.RateLimitError):
+        list(gw.client().chat.completions.create(model="fast", messages=MESSAGES, max_tokens=30, stream=True,
+                                                 extra_body={"ttc": {"strategy": "best_of_n", "n": 4}}))
+
+
+def test_tenant_default_strategy_applies(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path) -> None:
+    config = base_config(fake_upstream.url, tmp_path)
+    config["tenants"][0].update({"allowed_models": ["*"], "strategy": {"strategy": "best_of_n", "n": 3}})
+    gw = start_gateway(config)
+    body = gw.client().chat.completions.create(model="fast", messages=MESSAGES, max_tokens=2)
+    assert body.model_extra["ttc"]["strategy"]["name"] == "best_of_n"
+    assert len(body.model_extra["ttc"]["calls"]) == 3
+    plain = gw.client().chat.completions.create(model="fast", messages=MESSAGES, max_tokens=2, extra_body={"ttc": {"strategy": "single"}})
+    assert plain.model_extra["ttc"]["strategy"] is None and len(plain.model_extra["ttc"]["calls"]) == 1
