@@ -255,6 +255,12 @@ class Ledger(ABC):
     async def close(self) -> None: ...
 
 
+def check_ttl(ttl_s: float) -> float:
+    if not ttl_s > 0:
+        raise ValueError(f"ttl_s must be > 0, got {ttl_s!r}")
+    return ttl_s
+
+
 def check_amount(amount_usd: float) -> int:
     micro = to_micro(amount_usd)
     if micro < 0:

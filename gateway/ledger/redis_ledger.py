@@ -9,6 +9,10 @@ Failure model: any connection error, timeout, or a Redis still loading its AOF r
 ``LedgerUnavailable`` (the gateway answers 503: fail-closed). The client reconnects on the next
 call, so service resumes after Redis comes back without recreating this object. Scripts are
 idempotent on the client-generated reservation id, which makes the one automatic retry safe.
+
+Time comes from the calling replica's clock (passed to the scripts), not from Redis TIME, so that
+tests can inject a clock and both backends share one notion of "now". Replicas therefore need
+NTP-synchronised clocks; a skew of s seconds shifts window boundaries and hold expiry by s.
 """
 
 from __future__ import annotations
@@ -38,13 +42,14 @@ from .base import (
     TenantUsage,
     WindowLimit,
     check_amount,
+    check_ttl,
     from_micro,
     log_overage,
     window_usage,
 )
 from .policy import Policy, decode_policy, encode_policy, encode_windows, escape, policy_from
 from .settings import LedgerSettings
-from .windows import WINDOWS, all_buckets, window_length_s
+from .windows import all_buckets, window_length_s
 
 log = logging.getLogger("gateway.ledger")
 
@@ -166,7 +171,7 @@ class RedisLedger(Ledger):
 
     async def reserve(self, scope: BudgetScope, amount_usd: float, *, ttl_s: float | None = None) -> Hold:
         amount = check_amount(amount_usd)
-        ttl = self._settings.reservation_ttl_s if ttl_s is None else ttl_s
+        ttl = check_ttl(self._settings.reservation_ttl_s if ttl_s is None else ttl_s)
         now = self._clock()
         rid = uuid.uuid4().hex
         spent_keys, bucket_ids = self._spent_keys(scope.tenant_id, now)
@@ -351,4 +356,4 @@ class RedisLedger(Ledger):
         await self._client.aclose()
 
 
-__all__ = ["RedisLedger", "make_client", "is_cluster_url", "WINDOWS"]
+__all__ = ["RedisLedger", "is_cluster_url", "make_client"]

@@ -32,6 +32,7 @@ from .base import (
     WindowLimit,
     WindowUsage,
     check_amount,
+    check_ttl,
     from_micro,
     log_overage,
     window_usage,
@@ -229,7 +230,7 @@ class SqliteLedger(Ledger):
 
     async def reserve(self, scope: BudgetScope, amount_usd: float, *, ttl_s: float | None = None) -> Hold:
         amount = check_amount(amount_usd)
-        ttl = self._settings.reservation_ttl_s if ttl_s is None else ttl_s
+        ttl = check_ttl(self._settings.reservation_ttl_s if ttl_s is None else ttl_s)
         rid = uuid.uuid4().hex
         tenant = scope.tenant_id
         key_windows = policy_from(scope.key_windows, None).windows
