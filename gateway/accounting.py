@@ -207,17 +207,19 @@ class Account:
         except LedgerUnavailable:
             log.warning("could not release hold %s: ledger unavailable; it expires by TTL", hold.reservation_id)
 
-    async def remaining_usd(self, gauge: Any | None = None) -> float | None:
-        """Remaining money in the tightest window; also refreshes the per-window gauge if given."""
+    async def remaining_usd(self) -> float | None:
+        """Remaining money in the tightest window (tenant or key), read from the ledger."""
         try:
-            report = await self.ledger.usage(self.scope)
+            return await self.ledger.remaining_usd(self.scope)
         except LedgerUnavailable:
             return None
-        if gauge is not None:
-            for window in report.windows:
-                gauge.labels(self.tenant.id, window.window).set(window.remaining_usd)
-        remaining = [w.remaining_usd for w in (*report.windows, *report.key_windows)]
-        return min(remaining) if remaining else None
+
+    @staticmethod
+    def remaining_after_settle(hold: Hold, actual_usd: float) -> float | None:
+        """The tightest window's remaining money after settling `hold`, without a round trip."""
+        if hold.remaining_after_usd is None:
+            return None
+        return max(0.0, hold.remaining_after_usd + hold.amount_usd - actual_usd)
 
     @property
     def total_cost_usd(self) -> float:

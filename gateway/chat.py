@@ -133,6 +133,7 @@ class ChatRun:
 
     def _finish_metrics(self, model_name: str, status: str) -> None:
         metrics = self.state.metrics
+        metrics.active_tenants.add(self.tenant_id)
         metrics.requests.labels(self.tenant_id, model_name, status).inc()
         metrics.duration.labels(self.tenant_id, model_name).observe(time.perf_counter() - self.plan.started)
         for call in self.account.calls:
@@ -142,9 +143,9 @@ class ChatRun:
         self._finish_metrics(model_name, str(error.status))
         return error
 
-    async def headers(self) -> dict[str, str]:
+    def headers(self, hold: Hold) -> dict[str, str]:
         headers = {"x-ttc-cost-usd": f"{self.account.total_cost_usd:.8f}", "x-ttc-model": self.plan.model.name}
-        remaining = await self.account.remaining_usd(self.state.metrics.budget_remaining)
+        remaining = self.account.remaining_after_settle(hold, self.account.total_cost_usd)
         if remaining is not None:
             headers["x-ttc-budget-remaining-usd"] = f"{remaining:.6f}"
         if self.plan.router_info:
@@ -185,7 +186,7 @@ class ChatRun:
         response["usage"] = self.account.usage()
         response["ttc"] = ttc_object(plan, self.account)
         self._finish_metrics(used.name, "200")
-        return Response(orjson.dumps(response), media_type="application/json", headers=await self.headers())
+        return Response(orjson.dumps(response), media_type="application/json", headers=self.headers(hold))
 
     async def stream(self, include_usage: bool) -> Response:
         plan, state = self.plan, self.state

@@ -42,6 +42,9 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Tenants with traffic since the budget gauges were last refreshed (off the hot path).
+        self.active_tenants: set[str] = set()
+
     def observe_call(self, tenant: str, model: str, prompt_tokens: int, completion_tokens: int, cost_usd: float) -> None:
         self.tokens.labels(tenant, model, "prompt").inc(prompt_tokens)
         self.tokens.labels(tenant, model, "completion").inc(completion_tokens)

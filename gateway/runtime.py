@@ -13,13 +13,16 @@ from pathlib import Path
 from gateway.config import GatewayConfig, load_config, parse_config, resolve_secret
 from gateway.ledger.settings import LedgerSettings
 from gateway.defaults import default_config_data, demo_key
+from gateway.accounting import budget_scope
 from gateway.inflight import InFlight
-from gateway.ledger import Ledger, make_ledger
+from gateway.ledger import Ledger, LedgerUnavailable, make_ledger
 from gateway.metrics import Metrics
 from gateway.state import GatewayState, artifact_fingerprint, load_router
 from gateway.upstream import Upstreams
 
 log = logging.getLogger("ttc.runtime")
+
+BUDGET_GAUGE_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class GatewayRuntime:
         self._old_ledgers: list[Ledger] = []
         self._reload_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
+        self._gauges: asyncio.Task[None] | None = None
 
     @property
     def state(self) -> GatewayState:
@@ -79,6 +83,7 @@ class GatewayRuntime:
         self._state = GatewayState.build(config, build_ledger(config.ledger), self.upstreams, self.metrics, self.inflight, router, router_fp)
         if config.server.watch_interval_s > 0:
             self._watcher = asyncio.create_task(self._watch(config.server.watch_interval_s))
+        self._gauges = asyncio.create_task(self._refresh_budget_gauges(BUDGET_GAUGE_INTERVAL_S))
 
     def install_sighup(self) -> None:
         """Reload on SIGHUP. Only the main thread may own signals; elsewhere the file watcher serves."""
@@ -128,11 +133,37 @@ class GatewayRuntime:
             except Exception:
                 log.exception("config watcher iteration failed")
 
+    async def refresh_budget_gauges(self) -> None:
+        """Per-window remaining budget for the tenants that had traffic: one ledger read each."""
+        state = self.state
+        tenants = {t.id: t for t in state.config.tenants}
+        active, self.metrics.active_tenants = self.metrics.active_tenants, set()
+        for tenant_id in active:
+            tenant = tenants.get(tenant_id)
+            if tenant is None or not tenant.budgets:
+                continue
+            try:
+                report = await state.ledger.usage(budget_scope(tenant, None))
+            except LedgerUnavailable:
+                self.metrics.active_tenants.add(tenant_id)  # try again next round
+                continue
+            for window in report.windows:
+                self.metrics.budget_remaining.labels(tenant_id, window.window).set(window.remaining_usd)
+
+    async def _refresh_budget_gauges(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.refresh_budget_gauges()
+            except Exception:
+                log.exception("budget gauge refresh failed")
+
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        for task in (self._watcher, self._gauges):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.inflight.drain()  # before the ledger closes: settle what was cut off
         if self._state is not None:
             await self._state.ledger.close()

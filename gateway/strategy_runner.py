@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -19,13 +19,13 @@ from starlette.responses import Response, StreamingResponse
 
 from gateway.accounting import Account, budget_error, count_prompt_tokens, output_cap, worst_case_usd
 from gateway.chat import SSE_DONE, ChatRun, sse
-from gateway.config import ModelConfig
-from gateway.errors import GatewayError, invalid_request
+from gateway.config import GatewayConfig, ModelConfig
+from gateway.errors import GatewayError, invalid_request, model_not_found
 from gateway.ledger import BudgetExceeded, Hold
-from gateway.routing import named_model, prompt_text
+from gateway.routing import prompt_text
 from gateway.schemas import ChatCompletionRequest
 from gateway.tokens import count_text_tokens
-from gateway.upstream import UpstreamError, call_with_fallbacks, fallback_chain, usage_of
+from gateway.upstream import Upstreams, UpstreamError, call_with_fallbacks, fallback_chain, usage_of
 
 log = logging.getLogger("ttc.strategy")
 
@@ -36,19 +36,32 @@ ROUTING_KEYS = ("cost_weight", "tolerance")
 
 
 class GatewayGenerator:
-    """strategies.Generator over the configured models of one tenant."""
+    """strategies.Generator over configured models: the ones a tenant may use, or all of them offline."""
 
-    def __init__(self, run: ChatRun) -> None:
-        self.run = run
-        self.state = run.state
-        assert run.account.principal.tenant is not None
-        self.tenant = run.account.principal.tenant
+    def __init__(self, config: GatewayConfig, upstreams: Upstreams, default_model: ModelConfig,
+                 allows: Callable[[str], bool] = lambda _name: True,
+                 on_error: Callable[[ModelConfig, UpstreamError], None] = lambda _m, _e: None) -> None:
+        self.config = config
+        self.upstreams = upstreams
+        self.default_model = default_model
+        self.allows = allows
+        self.on_error = on_error
+
+    @classmethod
+    def for_run(cls, run: ChatRun) -> GatewayGenerator:
+        tenant = run.account.tenant
+        return cls(run.state.config, run.state.upstreams, run.plan.model, tenant.allows, run._on_error)
 
     def model(self, name: str | None) -> ModelConfig:
-        return self.run.plan.model if name is None else named_model(self.state, self.tenant, name)
+        if name is None:
+            return self.default_model
+        model = self.config.model(name)
+        if model is None or not self.allows(name) or model.mode != "chat":
+            raise model_not_found(name)
+        return model
 
     def chain(self, model: ModelConfig) -> list[ModelConfig]:
-        return [m for m in fallback_chain(self.state.config, model) if self.tenant.allows(m.name)]
+        return [m for m in fallback_chain(self.config, model) if self.allows(m.name)]
 
     def supports_n(self, model: str | None = None) -> bool:
         return self.model(model).native_n
@@ -71,7 +84,7 @@ class GatewayGenerator:
                 out["n"] = n
             return out
 
-        response, used = await call_with_fallbacks(self.chain(primary), lambda m: self.state.upstreams.complete(m, body(m)), self.run._on_error)
+        response, used = await call_with_fallbacks(self.chain(primary), lambda m: self.upstreams.complete(m, body(m)), self.on_error)
         choices = sorted(response.get("choices") or [], key=lambda c: c.get("index", 0))
         texts = [str((c.get("message") or {}).get("content") or "") for c in choices]
         prompt_tokens, completion_total = usage_of(response)
@@ -166,7 +179,7 @@ class StrategyExecution:
         self.run = run
         self.request = request
         self.spec = spec
-        self.generator = GatewayGenerator(run)
+        self.generator = GatewayGenerator.for_run(run)
         self.progress: asyncio.Queue[Any] = asyncio.Queue()
 
     def _difficulty(self) -> tuple[float | None, Any]:
@@ -215,6 +228,7 @@ class StrategyExecution:
 
     def _observe(self, result: Any, status: str) -> None:
         metrics = self.run.state.metrics
+        metrics.active_tenants.add(self.run.tenant_id)
         for call in result.calls:
             metrics.observe_call(self.run.tenant_id, call.model, call.prompt_tokens, call.completion_tokens, call.cost_usd)
         metrics.requests.labels(self.run.tenant_id, self.run.plan.model.name, status).inc()
@@ -234,7 +248,7 @@ class StrategyExecution:
 
     async def _headers(self, result: Any) -> dict[str, str]:
         headers = {"x-ttc-cost-usd": f"{result.cost_usd:.8f}", "x-ttc-model": self.run.plan.model.name, "x-ttc-strategy": result.strategy.name}
-        remaining = await self.run.account.remaining_usd(self.run.state.metrics.budget_remaining)
+        remaining = await self.run.account.remaining_usd()
         if remaining is not None:
             headers["x-ttc-budget-remaining-usd"] = f"{remaining:.6f}"
         if result.budget_exhausted:

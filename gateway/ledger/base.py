@@ -86,6 +86,10 @@ class Hold:
     created_at: float = 0.0
     expires_at: float = 0.0
     enforced: bool = True
+    # Money left in the tightest window (tenant or key) right after this reservation; None if
+    # the scope has no windows. Lets the gateway report the remaining budget without another
+    # round trip: after settling, remaining ~= remaining_after_usd + amount_usd - actual.
+    remaining_after_usd: float | None = None
 
 
 class LedgerError(Exception):

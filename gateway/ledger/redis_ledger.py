@@ -207,6 +207,8 @@ class RedisLedger(Ledger):
             key_id=scope.key_id,
             created_at=now,
             expires_at=now + ttl,
+            # -1: no windows. A retried call that had already reserved answers without a figure.
+            remaining_after_usd=from_micro(int(res[1])) if len(res) > 1 and int(res[1]) >= 0 else None,
         )
 
     def _closed_until_ms(self, hold: Hold, now: float) -> int:

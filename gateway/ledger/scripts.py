@@ -92,6 +92,7 @@ if cap >= 0 and amount > cap then
   return {'deny', 'request', 'request', cap, cap}
 end
 local fields = {}
+local tightest = -1
 local function check(scope, spent_field, field_prefix, ws)
   for _, w in ipairs(ws) do
     local idx = WIDX[w[1]]
@@ -103,6 +104,8 @@ local function check(scope, spent_field, field_prefix, ws)
       return {'deny', scope, w[1], limit, math.max(0, limit - spent - reserved)}
     end
     fields[#fields + 1] = field
+    local left = limit - spent - reserved - amount
+    if tightest < 0 or left < tightest then tightest = left end
   end
   return nil
 end
@@ -117,7 +120,7 @@ for _, f in ipairs(fields) do
 end
 redis.call('HSET', KEYS[3], rid, table.concat({ARGV[3], unpack(fields)}, '|'))
 redis.call('ZADD', KEYS[4], ARGV[4], rid)
-return {'ok'}
+return {'ok', tightest}
 """
 
 # KEYS: 1 rsv, 2 res, 3 exp, 4 closed, 5..10 spent buckets at reservation time (minute..total)

@@ -252,6 +252,7 @@ class SqliteLedger(Ledger):
             if key is not None:
                 checks.append(("key", f"k:{key}", key_windows, f"k:{key}:"))
             fields: list[str] = []
+            tightest: int | None = None
             for who, spent_field, windows, prefix in checks:
                 for w, limit in windows:
                     bid = buckets[w][0]
@@ -267,6 +268,8 @@ class SqliteLedger(Ledger):
                             requested_usd=from_micro(amount),
                         )
                     fields.append(field)
+                    left = limit - spent - reserved - amount
+                    tightest = left if tightest is None else min(tightest, left)
             expires = now + ttl
             conn.execute(
                 "INSERT INTO holds(tenant, rid, amount, fields, expires_at) VALUES (?, ?, ?, ?, ?)",
@@ -284,6 +287,7 @@ class SqliteLedger(Ledger):
                 key_id=scope.key_id,
                 created_at=now,
                 expires_at=expires,
+                remaining_after_usd=None if tightest is None else from_micro(tightest),
             )
 
         return await self._run(op)

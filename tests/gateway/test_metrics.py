@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Callable
@@ -41,7 +42,10 @@ def test_metrics_count_requests_tokens_cost_and_errors(gateway: RunningGateway) 
     assert delta("ttc_tokens_total", tenant="tenant-a", model="fast", kind="prompt") == response.usage.prompt_tokens
     assert delta("ttc_cost_usd_total", tenant="tenant-a", model="fast") == pytest.approx(response.model_extra["ttc"]["cost_usd"])
     assert delta("ttc_request_duration_seconds_count", tenant="tenant-a", model="fast") == 1
-    assert sample(after, "ttc_budget_remaining_usd", tenant="tenant-a", window="day") == pytest.approx(10.0 - response.model_extra["ttc"]["cost_usd"], abs=1e-6)
+    runtime = gateway.app.state.runtime
+    asyncio.run_coroutine_threadsafe(runtime.refresh_budget_gauges(), gateway.server.loop).result(10)
+    gauges = httpx.get(gateway.url + "/metrics").text
+    assert sample(gauges, "ttc_budget_remaining_usd", tenant="tenant-a", window="day") == pytest.approx(10.0 - response.model_extra["ttc"]["cost_usd"], abs=1e-6)
 
 
 def test_upstream_errors_are_counted_by_kind(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path) -> None:
