@@ -137,7 +137,8 @@ class RoutingProfile(_Strict):
 
 class RouterConfig(_Strict):
     artifact: str | None = None
-    default_cost_weight: float = Field(default=0.0, ge=0)
+    # None: the artifact's own default (its manifest places it between the cheapest and dearest model).
+    default_cost_weight: float | None = Field(default=None, ge=0)
     profiles: dict[str, RoutingProfile] = Field(default_factory=dict)
 
 
