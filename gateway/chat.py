@@ -21,7 +21,7 @@ from gateway.ledger import Hold
 from gateway.routing import AUTO, named_model, route
 from gateway.schemas import ChatCompletionRequest
 from gateway.state import GatewayState
-from gateway.tokens import count_text_tokens
+from gateway.tokens import count_message_tokens, count_text_tokens
 from gateway.upstream import Json, UpstreamError, call_with_fallbacks, fallback_chain, usage_of
 
 log = logging.getLogger("ttc.chat")
@@ -70,12 +70,13 @@ def plan_chat(state: GatewayState, principal: Principal, request: ChatCompletion
         params["max_tokens"] = request.requested_max_tokens
     router_info: dict[str, Any] | None = None
     if request.model == AUTO or request.model.startswith(AUTO + ":"):
-        prompt_tokens = count_prompt_tokens(state.config.models[0], messages) if state.config.models else 0
-        model, router_info = route(state, tenant, request, messages, prompt_tokens)
+        # The router compares candidates on one common count; the reservation then uses the
+        # chosen model's own tokenizer and prompt format.
+        model, router_info = route(state, tenant, request, messages, count_message_tokens("openai/auto", messages))
         state.metrics.router_decisions.labels(tenant.id, model.name).inc()
     else:
         model = named_model(state, tenant, request.model)
-        prompt_tokens = count_prompt_tokens(model, messages)
+    prompt_tokens = count_prompt_tokens(model, messages)
     if request.tools and model.is_local:
         raise GatewayError(400, f"Model '{model.name}' does not support tools.", code="unsupported_parameter", param="tools")
     chain = [m for m in fallback_chain(state.config, model) if tenant.allows(m.name)]
