@@ -61,7 +61,7 @@ class ChatPlan:
         return self.prompt_tokens + self.n * output_cap(self.model, self.params.get("max_tokens"))
 
 
-def plan_chat(state: GatewayState, principal: Principal, request: ChatCompletionRequest) -> ChatPlan:
+async def plan_chat(state: GatewayState, principal: Principal, request: ChatCompletionRequest) -> ChatPlan:
     assert principal.tenant is not None
     tenant = principal.tenant
     messages = request.message_dicts()
@@ -72,7 +72,7 @@ def plan_chat(state: GatewayState, principal: Principal, request: ChatCompletion
     if request.model == AUTO or request.model.startswith(AUTO + ":"):
         # The router compares candidates on one common count; the reservation then uses the
         # chosen model's own tokenizer and prompt format.
-        model, router_info = route(state, tenant, request, messages, count_message_tokens("openai/auto", messages))
+        model, router_info = await route(state, tenant, request, messages, count_message_tokens("openai/auto", messages))
         state.metrics.router_decisions.labels(tenant.id, model.name).inc()
     else:
         model = named_model(state, tenant, request.model)
@@ -300,7 +300,7 @@ class ChatRun:
 
 
 async def chat_completion(state: GatewayState, principal: Principal, request: ChatCompletionRequest) -> Response:
-    plan = plan_chat(state, principal, request)
+    plan = await plan_chat(state, principal, request)
     run = ChatRun(state, principal, plan)
     strategy = requested_strategy(principal, request)
     if strategy is not None:

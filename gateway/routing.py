@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from gateway.config import ModelConfig, TenantConfig
@@ -33,7 +34,7 @@ def named_model(state: GatewayState, tenant: TenantConfig, name: str, mode: str 
     return model
 
 
-def route(state: GatewayState, tenant: TenantConfig, request: ChatCompletionRequest, messages: list[dict[str, Any]], prompt_tokens: int) -> tuple[ModelConfig, dict[str, Any]]:
+async def route(state: GatewayState, tenant: TenantConfig, request: ChatCompletionRequest, messages: list[dict[str, Any]], prompt_tokens: int) -> tuple[ModelConfig, dict[str, Any]]:
     """Ask the router; returns the chosen model and the `ttc.router` object."""
     from router import Candidate
 
@@ -59,7 +60,9 @@ def route(state: GatewayState, tenant: TenantConfig, request: ChatCompletionRequ
     ttc = request.ttc
     cost_weight = next((w for w in (ttc.cost_weight if ttc else None, profile.cost_weight if profile else None, tenant.routing.cost_weight) if w is not None), router_cfg.default_cost_weight)
     tolerance = next((t for t in (ttc.tolerance if ttc else None, profile.tolerance if profile else None, tenant.routing.tolerance) if t is not None), None)
-    decision = state.router.route(prompt_text(messages), candidates, cost_weight=cost_weight, tolerance=tolerance)
+    # Featurizing is CPU work (an embedding model): off the event loop, so other requests' I/O
+    # keeps moving while one prompt is being scored.
+    decision = await asyncio.to_thread(state.router.route, prompt_text(messages), candidates, cost_weight=cost_weight, tolerance=tolerance)
     by_router_name = {(m.router_name or m.name): m for m in pool}
     chosen = by_router_name[decision.model]
     info = {

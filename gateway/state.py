@@ -7,6 +7,7 @@ ends, so a reload (SIGHUP or a changed file) never disturbs in-flight requests.
 from __future__ import annotations
 
 import hashlib
+import os
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,9 +74,19 @@ def artifact_fingerprint(path: str | None) -> str | None:
 def load_router(path: str | None) -> Any | None:
     if not path:
         return None
+    # One thread per embedding: on a few cores, torch's default thread pool makes each
+    # request's featurization slower, not faster, once several run at once.
+    os.environ.setdefault("TTC_ROUTER_THREADS", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from router import load_router as load
 
     router = load(path)
+    warm = getattr(router, "route", None)
+    if warm is not None and getattr(router, "models", None):
+        # Load the embedder now, at (re)load time, not inside the first routed request.
+        from router import Candidate
+
+        warm("warm up", [Candidate(name=router.models[0], input_per_1m=0.0, output_per_1m=0.0, prompt_tokens=1)])
     log.info("loaded router artifact %s (version %s)", path, getattr(router, "version", "?"))
     return router
 

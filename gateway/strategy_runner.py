@@ -182,14 +182,15 @@ class StrategyExecution:
         self.generator = GatewayGenerator.for_run(run)
         self.progress: asyncio.Queue[Any] = asyncio.Queue()
 
-    def _difficulty(self) -> tuple[float | None, Any]:
+    async def _difficulty(self) -> tuple[float | None, Any]:
         router = self.run.state.router
         model = self.run.plan.model
         name = model.router_name or model.name
         if router is None or name not in getattr(router, "models", ()):
             return None, None
         prompt = prompt_text(self.run.plan.messages)
-        return float(router.difficulty(prompt, name)), (lambda text: float(router.difficulty(text, name)))
+        difficulty = await asyncio.to_thread(router.difficulty, prompt, name)
+        return float(difficulty), (lambda text: float(router.difficulty(text, name)))
 
     async def _on_progress(self, event: Any) -> None:
         self.progress.put_nowait(event)
@@ -197,7 +198,7 @@ class StrategyExecution:
     async def _execute(self) -> Any:
         from strategies import run_strategy as run_named
 
-        difficulty, difficulty_fn = self._difficulty()
+        difficulty, difficulty_fn = await self._difficulty()
         params = dict(self.run.plan.params)
         params.pop("n", None)
         policy = self.run.state.strategy_policy

@@ -22,6 +22,7 @@ from gateway.upstream.errors import UpstreamError, classify_status
 
 FAST_PATH_PREFIXES = ("openai/",)
 _CONNECTION_ERRORS = (aiohttp.ClientError, ConnectionError, OSError)
+STALE_CONNECTION_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
 def eligible(model: ModelConfig) -> bool:
@@ -62,7 +63,9 @@ class OpenAICompatUpstream:
             headers = {"content-type": "application/json"}
             if key:
                 headers["authorization"] = f"Bearer {key}"
-            connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300)
+            # Idle connections are dropped before common server keep-alive timeouts (uvicorn: 5 s),
+            # so a request is rarely written into a socket the upstream has just closed.
+            connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=4, ttl_dns_cache=300)
             session = aiohttp.ClientSession(headers=headers, connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
                                             auto_decompress=True)
             self._sessions[(base, key)] = session
@@ -78,12 +81,20 @@ class OpenAICompatUpstream:
 
     async def _post(self, model: ModelConfig, path: str, body: Json) -> Json:
         session, base, upstream_model = self._session(model)
+        payload = self._payload(upstream_model, body)
         try:
-            async with session.post(base + path, data=self._payload(upstream_model, body),
-                                    timeout=aiohttp.ClientTimeout(total=model.timeout_s)) as response:
-                content = await response.read()
-                if response.status >= 400:
-                    raise _error_from(response.status, response.headers, content)
+            for attempt in range(2):
+                try:
+                    async with session.post(base + path, data=payload, timeout=aiohttp.ClientTimeout(total=model.timeout_s)) as response:
+                        content = await response.read()
+                        if response.status >= 400:
+                            raise _error_from(response.status, response.headers, content)
+                    break
+                except STALE_CONNECTION_ERRORS:
+                    if attempt:
+                        raise
+                    # Almost always a pooled connection the upstream closed while it sat idle, in which
+                    # case the request never arrived: one more try on a fresh connection.
         except asyncio.TimeoutError:
             raise UpstreamError("timeout", f"no answer within {model.timeout_s}s") from None
         except _CONNECTION_ERRORS as error:
@@ -105,7 +116,8 @@ class OpenAICompatUpstream:
         # A stream may legitimately run long; what must not happen is a silent stall.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=model.timeout_s, sock_read=model.timeout_s)
         try:
-            async with session.post(base + "/chat/completions", data=payload, timeout=timeout) as response:
+            response = await self._open(session, base + "/chat/completions", payload, timeout)
+            try:
                 if response.status >= 400:
                     raise _error_from(response.status, response.headers, await response.read())
                 async for raw in response.content:
@@ -114,15 +126,24 @@ class OpenAICompatUpstream:
                         continue
                     data = line[5:].strip()
                     if data == b"[DONE]":
-                        return
+                        continue  # read on to EOF, so the connection goes back to the pool reusable
                     try:
                         yield orjson.loads(data)
                     except orjson.JSONDecodeError:
                         raise UpstreamError("server_error", "upstream sent a stream event that is not JSON") from None
+            finally:
+                response.release()
         except asyncio.TimeoutError:
             raise UpstreamError("timeout", f"stream stalled past {model.timeout_s}s") from None
         except _CONNECTION_ERRORS as error:
             raise UpstreamError("connection", f"{type(error).__name__}: {error}") from None
+
+    @staticmethod
+    async def _open(session: aiohttp.ClientSession, url: str, payload: bytes, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+        try:
+            return await session.post(url, data=payload, timeout=timeout)
+        except STALE_CONNECTION_ERRORS:
+            return await session.post(url, data=payload, timeout=timeout)  # see _post: once, on a fresh connection
 
     async def aclose(self) -> None:
         for session in self._sessions.values():
