@@ -1,0 +1,155 @@
+"""`adaptive` (the default): size test-time compute per prompt, wave by wave.
+
+Plan, from the router's difficulty (predicted P(success) of the routed model,
+or None), the ledger balance and the per-request cap:
+
+* predicted easy (P >= `easy_single_threshold`): one `single` call -- most of
+  the savings come from not sampling easy prompts at all;
+* predicted hopeless for the routed model (P < `hopeless_threshold`) with a
+  stronger model configured: one call to the strong model, since votes over
+  mostly-wrong samples rarely help;
+* otherwise: draw samples in waves (`first_wave`, then `wave` at a time, up to
+  N) and after each wave ask the stopping policy whether more samples are worth
+  their cost (decisive vote, or scattered votes that will not converge); with a
+  verifier (`selector: verifier`), stop at the first sample that passes.
+
+Each wave is reserved on its own and settled as soon as it returns, so an early
+stop never holds budget. Under a tight budget it degrades -- fewer samples,
+then a single call on the cheap model -- and raises `InsufficientBudget` only
+when not even that fits. If the budget runs out between waves, it answers with
+the best vote so far and flags `budget_exhausted`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from .base import Completion, Message, StrategyError, StrategyInfo, StrategyResult
+from .common import finish, insufficient
+from .context import RunContext
+from .policy import ConsistencyPolicy, StoppingPolicy, TablePolicy, checkpoints
+from .selectors import Selection, run_verifier, select
+from .single import run_single
+from .votes import answer_key, representative, tally
+
+DEFAULT_MAX_N = 8
+
+
+def default_policy(ctx: RunContext, max_n: int) -> StoppingPolicy:
+    return ConsistencyPolicy(max_n=max_n, schedule=checkpoints(ctx.spec.first_wave, ctx.spec.wave, max_n))
+
+
+async def run_adaptive(messages: list[Message], ctx: RunContext) -> StrategyResult:
+    spec, model = ctx.spec, ctx.model
+    policy = ctx.policy
+    requested = spec.max_n(policy.max_n if policy is not None else DEFAULT_MAX_N)
+    p = ctx.difficulty
+
+    if p is not None and p >= spec.easy_single_threshold:
+        return await _single(messages, ctx, model, "adaptive: predicted easy, single call")
+    if p is not None and p < spec.hopeless_threshold and spec.strong_model and spec.strong_model != model:
+        return await _single(messages, ctx, spec.strong_model, "adaptive: predicted too hard, escalated to strong model")
+
+    per_sample = ctx.estimate(messages, 1, model=model)
+    available = await ctx.meter.available_usd()
+    affordable = requested if per_sample <= 0 or math.isinf(available) else int(available // per_sample)
+    if affordable < 1:
+        cheap = spec.cheap_model
+        if cheap and cheap != model and ctx.estimate(messages, 1, model=cheap) <= available:
+            return await _single(messages, ctx, cheap, "adaptive: budget fits only the cheap model", degraded=True)
+        raise await insufficient(ctx, messages, model)
+    max_n = min(requested, affordable)
+    if max_n == 1:
+        return await _single(messages, ctx, model, "adaptive: budget fits one sample", degraded=requested > 1)
+
+    if policy is not None:
+        schedule = [k for k in policy.schedule if k < max_n] + [max_n]
+    else:
+        policy = default_policy(ctx, max_n)
+        schedule = policy.schedule
+    if p is not None and isinstance(policy, TablePolicy) and policy.difficulty_edges:
+        policy = policy.with_difficulty(p)  # a copy: tables split by predicted difficulty
+    if spec.stop_threshold is not None and isinstance(policy, TablePolicy):
+        # A copy: the policy object is shared by concurrent requests.
+        policy = dataclasses.replace(policy, threshold=spec.stop_threshold)
+
+    completions: list[Completion] = []
+    exhausted = False
+    passed: int | None = None
+    if spec.selector == "verifier" and ctx.verifier is None:
+        raise StrategyError("selector 'verifier' needs a verifier configured for this tenant")
+    use_verifier = spec.selector == "verifier"
+    for target in schedule:
+        size = target - len(completions)
+        if size <= 0:
+            continue
+        got = await ctx.meter.reserve_largest(lambda k: ctx.estimate(messages, k, model=model), size)
+        if got is None:
+            if not completions:
+                raise await insufficient(ctx, messages, model)
+            exhausted = True
+            break
+        try:
+            wave = await ctx.meter.generate(messages, got, model=model, role="sample", **ctx.call_params(sampling=True))
+        finally:
+            await ctx.meter.close()  # settle this wave now: an early stop holds nothing
+        completions.extend(wave)
+        await ctx.meter.emit_wave(drawn=len(completions))
+        if use_verifier:
+            for i in range(len(completions) - len(wave), len(completions)):
+                if await run_verifier(ctx, messages, completions[i]):
+                    passed = i
+                    break
+            if passed is not None:
+                break
+        if got < size:
+            exhausted = True
+            break
+        keys = [answer_key(c, spec.extractor) for c in completions]
+        if policy.should_stop(tally(keys, [c.score for c in completions]), max_n):
+            break
+
+    picked = await _pick(messages, completions, ctx, passed)
+    chosen = completions[picked.index]
+    degraded = max_n < requested or exhausted
+    info = StrategyInfo(
+        "adaptive", len(completions), degraded=degraded,
+        reason=f"budget fits n<={max_n} of {requested}" if max_n < requested else None,
+    )
+    return await finish(
+        ctx, text=chosen.text, info=info, chosen=chosen, answer=picked.answer, exhausted=exhausted,
+        meta={"selector": picked.method, "max_n": max_n, **picked.detail},
+    )
+
+
+async def _pick(
+    messages: list[Message], completions: list[Completion], ctx: RunContext, passed: int | None
+) -> Selection:
+    if passed is not None:
+        return Selection(passed, answer_key(completions[passed], ctx.spec.extractor), "verifier")
+    if ctx.spec.selector in ("reward", "judge") and len(completions) > 1:
+        # Judge calls were not reserved wave by wave: reserve one now and fall
+        # back to the vote if it does not fit.
+        if ctx.spec.selector == "judge":
+            from .selectors import judge_cost
+
+            if not await ctx.meter.reserve(judge_cost(ctx, messages, len(completions))):
+                return _vote(completions, ctx)
+        return await select(ctx.spec.selector, messages, completions, ctx)
+    return _vote(completions, ctx)
+
+
+def _vote(completions: list[Completion], ctx: RunContext) -> Selection:
+    keys = [answer_key(c, ctx.spec.extractor) for c in completions]
+    t = tally(keys, [c.score for c in completions])
+    if t.leader is None:
+        return Selection(0, None, "majority")
+    return Selection(representative(completions, keys, t.leader), t.leader, "majority", {"votes": dict(t.counts)})
+
+
+async def _single(
+    messages: list[Message], ctx: RunContext, model: str | None, reason: str, degraded: bool = False
+) -> StrategyResult:
+    result = await run_single(messages, ctx, model=model, reason=reason, degraded=degraded)
+    return result

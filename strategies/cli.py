@@ -1,0 +1,266 @@
+"""`ttc strategies ...` (also `python -m strategies ...`).
+
+    python -m strategies convert --out /tmp/math_cot_100.replay.jsonl
+    python -m strategies eval --replay /tmp/math_cot_100.replay.jsonl --strategy adaptive --seeds 20 --json out.json
+    python -m strategies fit-policy --replay FILE --out policy.json
+
+`--live` and `record` need real models: the gateway registers a backend with
+:func:`set_live_backend` (a callable turning `--config` into a Generator)
+before mounting this app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .base import Generator
+from .evaluation import EvalResult, PolicyFor, cross_fit, evaluate, to_policy_problem
+from .policy import StoppingPolicy, fit_policy, load_policy
+from .replay import ReplayProblem, load_replay
+from .spec import TTCSpec
+
+app = typer.Typer(help="Test-time-compute strategies: replay evaluation, recording, conversion.", no_args_is_help=True)
+
+DEFAULT_MATH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math_samples" / "math_cot_100.jsonl"
+
+LiveBackend = Callable[[Path], Generator]
+_live_backend: LiveBackend | None = None
+
+
+def set_live_backend(factory: LiveBackend) -> None:
+    """Called by the gateway: `factory(config_path)` returns a Generator."""
+    global _live_backend
+    _live_backend = factory
+
+
+def _live_generator(config: Path | None) -> Generator:
+    if _live_backend is None:
+        raise typer.BadParameter("live mode needs the gateway's upstream layer: run it as `ttc strategies ...`")
+    if config is None:
+        raise typer.BadParameter("--live needs --config")
+    return _live_backend(config)
+
+
+def _row(r: EvalResult) -> str:
+    return f"{r.label:<22} acc={r.accuracy:.4f}  tokens={r.mean_completion_tokens:9.1f}  calls={r.mean_calls:5.2f}"
+
+
+@app.command("eval")
+def eval_cmd(
+    replay: Optional[Path] = typer.Option(None, help="Replay JSONL file."),
+    strategy: str = typer.Option("adaptive", help="single|best_of_n|refine|scale|adaptive"),
+    n: Optional[int] = typer.Option(None, help="N for best_of_n; the most adaptive may draw."),
+    selector: str = typer.Option("majority", help="majority|judge|reward|verifier"),
+    seeds: int = typer.Option(20, help="Runs seeds 0..K-1."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the summary JSON here."),
+    policy: Optional[Path] = typer.Option(None, help="Stopping-policy JSON for adaptive."),
+    cross_fit_folds: int = typer.Option(0, "--cross-fit", help="Fit adaptive's policy out-of-fold with K folds."),
+    objective: str = typer.Option("agreement", help="Policy objective for --cross-fit: agreement|gain|flip|auto."),
+    rel_tolerance: Optional[float] = typer.Option(
+        None, help="--cross-fit: cheapest threshold keeping (1 - this) of always drawing N (inner CV)."),
+    state: str = typer.Option("vote", help="--cross-fit: policy state, vote|vote+distinct (auto: chosen by inner CV)."),
+    difficulty_bins: int = typer.Option(
+        0, help="--cross-fit: split the policy by a prompt-only difficulty model fitted per fold (bins; 0: off)."),
+    curve: bool = typer.Option(True, help="Also print the accuracy-vs-tokens curve."),
+    live: bool = typer.Option(False, help="Run on real models (needs the gateway)."),
+    config: Optional[Path] = typer.Option(None, help="Gateway config (live)."),
+    prompts: Optional[Path] = typer.Option(None, help="Prompts JSONL (live)."),
+    limit: Optional[int] = typer.Option(None, help="Use the first N prompts/problems."),
+    offset: int = typer.Option(0, help="Live: skip the first N prompts."),
+    max_tokens: Optional[int] = typer.Option(None, help="Live: completion cap per call."),
+    temperature: Optional[float] = typer.Option(None, help="Live: sampling temperature."),
+    template: Optional[str] = typer.Option(None, help="Live: wrap each prompt, a format string with {question}."),
+    extractor: str = typer.Option("auto", help="Answer extractor (live grading and voting)."),
+    spec_set: Optional[list[str]] = typer.Option(
+        None, "--set", help="Extra strategy spec field, KEY=VALUE (JSON value), e.g. rounds=1, critique_max_tokens=64."),
+    shots: Optional[Path] = typer.Option(None, help="Live: few-shot JSONL ({question, answer}) as earlier chat turns."),
+    stop: Optional[list[str]] = typer.Option(None, help="Live: stop string (repeatable)."),
+) -> None:
+    """Evaluate a strategy on a replay file (or live)."""
+    try:
+        extra = {}
+        for item in spec_set or []:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+            try:
+                extra[key.strip()] = json.loads(raw)
+            except json.JSONDecodeError:
+                extra[key.strip()] = raw
+        spec = TTCSpec(strategy=strategy, n=n, selector=selector, extractor=extractor, **extra)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if live:
+        from .live import evaluate_live, load_prompts, load_shots
+
+        if prompts is None:
+            raise typer.BadParameter("--live needs --prompts")
+        gen = _live_generator(config)
+        live_policy = load_policy(policy) if policy is not None and strategy == "adaptive" else None
+        items = load_prompts(prompts, None if limit is None else offset + limit, template)[offset:]
+        result = asyncio.run(evaluate_live(gen, items, spec, policy=live_policy,
+                                           params=_sampling(max_tokens, temperature, None, stop) or None,
+                                           shots=load_shots(shots) if shots else None))
+        typer.echo(_row(result))
+        _write_json(json_out, result)
+        return
+    if replay is None:
+        raise typer.BadParameter("--replay FILE is required without --live")
+    if strategy in ("refine", "scale"):
+        raise typer.BadParameter(f"{strategy} makes judge/critique calls that replay files do not hold: use --live")
+    if selector == "judge":
+        raise typer.BadParameter("the judge selector calls a model: use --live")
+    problems = load_replay(replay)[:limit]
+    max_n = min(len(p.samples) for p in problems)
+    policy_for = _policy_for(problems, policy, cross_fit_folds, objective, n or max_n, rel_tolerance, state,
+                             difficulty_bins)
+    result = evaluate(problems, spec, seeds, policy_for=policy_for if strategy == "adaptive" else None)
+    typer.echo(_row(result))
+    _write_json(json_out, result)
+    if curve:
+        typer.echo("\naccuracy vs mean completion tokens (majority voting):")
+        for k in range(1, max_n + 1):
+            s = TTCSpec(strategy="best_of_n", n=k, selector="majority")
+            r = evaluate(problems, s, seeds, label="single" if k == 1 else f"best_of_n n={k}")
+            typer.echo(_row(r))
+        r = evaluate(problems, TTCSpec(strategy="adaptive", n=n or max_n), seeds, policy_for=policy_for,
+                     label="adaptive")
+        typer.echo(_row(r))
+
+
+def _policy_for(
+    problems: list[ReplayProblem], policy: Path | None, folds: int, objective: str, max_n: int,
+    rel_tolerance: float | None = None, state: str = "vote", difficulty_bins: int = 0,
+) -> PolicyFor | None:
+    if policy is not None and folds:
+        raise typer.BadParameter("use either --policy or --cross-fit")
+    if policy is not None:
+        loaded: StoppingPolicy = load_policy(policy)
+        return lambda p: loaded
+    if folds:
+        kwargs: dict = {"rel_tolerance": rel_tolerance} if rel_tolerance is not None else {}
+        if difficulty_bins > 1:
+            kwargs.update(difficulty=True, difficulty_bins=difficulty_bins)
+        if objective == "auto" or state == "auto":
+            if rel_tolerance is None:
+                raise typer.BadParameter("objective/state 'auto' needs --rel-tolerance")
+            kwargs.pop("difficulty_bins", None)  # a candidate field here
+            kwargs["candidates"] = [
+                {"objective": o, "state": st, "difficulty_bins": difficulty_bins}
+                for o in (("agreement", "flip") if objective == "auto" else (objective,))
+                for st in (("vote", "vote+distinct") if state == "auto" else (state,))
+            ]
+        else:
+            kwargs.update(objective=objective, state=state)
+        lookup, _ = cross_fit(problems, folds=folds, max_n=max_n, **kwargs)
+        return lookup
+    return None
+
+
+def _write_json(path: Path | None, result: EvalResult) -> None:
+    if path is not None:
+        path.write_text(json.dumps(result.summary(), indent=2) + "\n")
+
+
+@app.command("convert")
+def convert_cmd(
+    src: Path = typer.Option(DEFAULT_MATH, help="Qwen2.5-Math math_cot_100.jsonl."),
+    out: Path = typer.Option(..., help="Replay JSONL to write (outside the repo)."),
+    text: bool = typer.Option(True, help="Keep the solution texts."),
+) -> None:
+    """Convert math_cot_100 to the replay format (tokens: tiktoken cl100k_base)."""
+    from .convert import TOKENIZER, convert_file
+
+    count = convert_file(src, out, with_text=text)
+    typer.echo(f"wrote {count} problems to {out}; tokens counted with {TOKENIZER}")
+
+
+@app.command("fit-policy")
+def fit_policy_cmd(
+    replay: Path = typer.Option(..., help="Replay JSONL to fit on."),
+    out: Path = typer.Option(..., help="Policy JSON to write."),
+    n: Optional[int] = typer.Option(None, help="Most samples adaptive may draw."),
+    objective: str = typer.Option("agreement", help="agreement (label-free) | gain (uses recorded correctness)."),
+    tolerance: float = typer.Option(0.005, help="Accuracy the threshold may give up vs drawing all N."),
+    rel_tolerance: Optional[float] = typer.Option(None, help="Instead: keep (1 - this) of drawing all N."),
+    state: str = typer.Option("vote", help="vote | vote+distinct."),
+    first_wave: int = typer.Option(1),
+    wave: int = typer.Option(1),
+) -> None:
+    """Fit adaptive's stopping table on a replay file."""
+    problems = load_replay(replay)
+    max_n = n or min(len(p.samples) for p in problems)
+    pol = fit_policy([to_policy_problem(p) for p in problems], max_n=max_n, objective=objective,
+                     tolerance=tolerance, rel_tolerance=rel_tolerance, state=state, first_wave=first_wave, wave=wave)
+    pol.save(out)
+    typer.echo(f"threshold={pol.threshold} cells={len(pol.cells)} -> {out}")
+
+
+def _sampling(max_tokens: int | None, temperature: float | None, top_p: float | None,
+              stop: list[str] | None = None) -> dict:
+    out: dict = {}
+    if stop:
+        out["stop"] = [s.encode().decode("unicode_escape") for s in stop]  # a literal backslash-n on the command line
+    if max_tokens is not None:
+        out["max_tokens"] = max_tokens
+    if temperature is not None:
+        out["temperature"] = temperature
+    if top_p is not None:
+        out["top_p"] = top_p
+    return out
+
+
+@app.command("record")
+def record_cmd(
+    config: Path = typer.Option(..., help="Gateway config."),
+    prompts: Path = typer.Option(..., help="Prompts JSONL."),
+    samples: int = typer.Option(16, help="Samples per prompt."),
+    out: Path = typer.Option(..., help="Replay JSONL to write (appended problem by problem)."),
+    model: Optional[str] = typer.Option(None, help="Model to sample (default: the config's)."),
+    limit: Optional[int] = typer.Option(None),
+    max_tokens: Optional[int] = typer.Option(None, help="Completion cap per sample."),
+    temperature: Optional[float] = typer.Option(None, help="Sampling temperature (default 0.7)."),
+    top_p: Optional[float] = typer.Option(None),
+    stop: Optional[list[str]] = typer.Option(None, help="Stop string (repeatable; backslash escapes understood)."),
+    system: Optional[str] = typer.Option(None, help="System message for every prompt."),
+    shots: Optional[Path] = typer.Option(None, help="Few-shot JSONL ({question, answer}) sent as earlier chat turns."),
+    template: Optional[str] = typer.Option(None, help="Wrap each prompt: a format string with {question}."),
+    extractor: str = typer.Option("auto", help="Answer extractor for the recorded `answer` fields."),
+    resume: bool = typer.Option(False, help="Keep problems already in --out and record only the rest."),
+) -> None:
+    """Record a replay file from live models."""
+    import sys
+    import time
+
+    from .extractors import extractor_names
+    from .live import load_prompts, load_shots, record
+
+    if extractor not in extractor_names():
+        raise typer.BadParameter(f"unknown extractor {extractor!r}; known: {extractor_names()}")
+    gen = _live_generator(config)
+    started = time.monotonic()
+    tokens = [0]
+
+    def progress(count: int, problem: ReplayProblem) -> None:
+        tokens[0] += sum(s.completion_tokens for s in problem.samples)
+        acc = sum(bool(s.correct) for s in problem.samples) / len(problem.samples)
+        elapsed = time.monotonic() - started
+        print(f"[{count}] id={problem.id} acc={acc:.2f} elapsed={elapsed:.0f}s "
+              f"tok/s={tokens[0] / max(elapsed, 1e-9):.1f}", file=sys.stderr, flush=True)
+
+    count = asyncio.run(record(
+        gen, load_prompts(prompts, limit, template), samples, out, model=model, extractor=extractor,
+        params=_sampling(max_tokens, temperature, top_p, stop), system=system,
+        shots=load_shots(shots) if shots else None, resume=resume, progress=progress,
+    ))
+    typer.echo(f"recorded {count} problems x {samples} samples to {out}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,173 @@
+"""Selectors: pick one candidate out of N.
+
+* `majority` -- vote over extracted answers (see `votes`), ties broken by
+  summed reward score when available, then by draw order.
+* `judge` -- a judge model (through the same metered Generator) reads all
+  candidates and names the best one as JSON.
+* `verifier` -- a user callable (unit tests, a regex); the first candidate that
+  passes wins.
+* `reward` -- a reward-model score per candidate (an injected async scorer, or
+  scores the Generator attached); the highest wins.
+
+Every selector that cannot decide (judge output unparseable, no candidate
+passes the verifier) falls back to majority and says so in `Selection.method`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import Completion, Message, StrategyError
+from .context import RunContext
+from .meter import OutOfReservation
+from .votes import answer_key, representative, tally
+
+
+@dataclass(frozen=True)
+class Selection:
+    index: int
+    answer: str | None
+    method: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def select_majority(completions: list[Completion], extractor: str = "auto") -> Selection:
+    if not completions:
+        raise ValueError("no candidates")
+    keys = [answer_key(c, extractor) for c in completions]
+    t = tally(keys, [c.score for c in completions])
+    if t.leader is None:
+        # Nothing extractable: return the first candidate rather than fail.
+        return Selection(0, None, "majority", {"votes": {}})
+    return Selection(
+        representative(completions, keys, t.leader), t.leader, "majority", {"votes": dict(t.counts)}
+    )
+
+
+# ------------------------------------------------------------------- judge
+
+JUDGE_SYSTEM = (
+    "You are a strict grader. You get a problem and numbered candidate answers. "
+    "Check each candidate's reasoning and final answer. Reply with only a JSON object: "
+    '{"best": <number of the best candidate>, "scores": [<0-10 for each candidate, in order>]}'
+)
+
+
+def judge_messages(messages: list[Message], candidates: list[str]) -> list[Message]:
+    problem = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") != "system")
+    body = "\n\n".join(f"### Candidate {i + 1}\n{c}" for i, c in enumerate(candidates))
+    return [
+        {"role": "system", "content": JUDGE_SYSTEM},
+        {"role": "user", "content": f"## Problem\n{problem}\n\n## Candidates\n{body}"},
+    ]
+
+
+def parse_judge(text: str, n: int) -> int | None:
+    """0-based index of the judge's pick, or None if the reply is unusable."""
+    m = re.search(r"\{.*\}", text, re.S)
+    if m:
+        try:
+            obj = json.loads(m.group(0))
+            best = obj.get("best") if isinstance(obj, dict) else None
+            if isinstance(best, int) and 1 <= best <= n:
+                return best - 1
+            scores = obj.get("scores") if isinstance(obj, dict) else None
+            if isinstance(scores, list) and len(scores) == n and all(isinstance(s, (int, float)) for s in scores):
+                return max(range(n), key=lambda i: scores[i])
+        except json.JSONDecodeError:
+            pass
+    m = re.search(r"best\W*(?:candidate\W*)?(\d+)", text, re.I)
+    if m and 1 <= int(m.group(1)) <= n:
+        return int(m.group(1)) - 1
+    return None
+
+
+def judge_model(ctx: RunContext) -> str | None:
+    return ctx.spec.judge_model or ctx.spec.strong_model or ctx.model
+
+
+def judge_cost(ctx: RunContext, messages: list[Message], n: int) -> float:
+    """Worst case of the judge call: the candidates are spliced into its prompt."""
+    return ctx.estimate(
+        judge_messages(messages, []), 1, model=judge_model(ctx), max_tokens=ctx.spec.judge_max_tokens,
+        extra_prompt_tokens=n * (ctx.max_tokens + 8),
+    )
+
+
+async def select_judge(messages: list[Message], completions: list[Completion], ctx: RunContext) -> Selection:
+    if len(completions) == 1:
+        return Selection(0, answer_key(completions[0], ctx.spec.extractor), "judge", {"skipped": "one candidate"})
+    try:
+        [verdict] = await ctx.meter.generate(
+            judge_messages(messages, [c.text for c in completions]),
+            1,
+            model=judge_model(ctx),
+            role="judge",
+            **ctx.call_params(max_tokens=ctx.spec.judge_max_tokens),
+        )
+    except OutOfReservation:
+        fallback = select_majority(completions, ctx.spec.extractor)
+        return Selection(fallback.index, fallback.answer, "judge->majority", {"why": "no budget for judge"})
+    idx = parse_judge(verdict.text, len(completions))
+    if idx is None:
+        fallback = select_majority(completions, ctx.spec.extractor)
+        return Selection(fallback.index, fallback.answer, "judge->majority", {"why": "unparseable judge reply"})
+    return Selection(idx, answer_key(completions[idx], ctx.spec.extractor), "judge")
+
+
+# ---------------------------------------------------------------- verifier
+
+
+async def run_verifier(ctx: RunContext, messages: list[Message], completion: Completion) -> bool:
+    if ctx.verifier is None:
+        raise StrategyError("selector 'verifier' needs a verifier configured for this tenant")
+    out = ctx.verifier(messages, completion)
+    if inspect.isawaitable(out):
+        out = await out
+    return bool(out)
+
+
+async def select_verifier(messages: list[Message], completions: list[Completion], ctx: RunContext) -> Selection:
+    for i, c in enumerate(completions):
+        if await run_verifier(ctx, messages, c):
+            return Selection(i, answer_key(c, ctx.spec.extractor), "verifier", {"passed": i})
+    fallback = select_majority(completions, ctx.spec.extractor)
+    return Selection(fallback.index, fallback.answer, "verifier->majority", {"why": "no candidate passed"})
+
+
+# ------------------------------------------------------------------ reward
+
+
+async def reward_scores(messages: list[Message], completions: list[Completion], ctx: RunContext) -> list[float]:
+    if ctx.reward_scorer is not None:
+        scores = await ctx.reward_scorer(messages, completions)
+        if len(scores) != len(completions):
+            raise StrategyError("reward scorer returned a wrong number of scores")
+        return [float(s) for s in scores]
+    if all(c.score is not None for c in completions):
+        return [float(c.score) for c in completions]  # type: ignore[arg-type]
+    raise StrategyError("selector 'reward' needs a reward model configured for this tenant")
+
+
+async def select_reward(messages: list[Message], completions: list[Completion], ctx: RunContext) -> Selection:
+    scores = await reward_scores(messages, completions, ctx)
+    idx = max(range(len(completions)), key=lambda i: scores[i])
+    return Selection(idx, answer_key(completions[idx], ctx.spec.extractor), "reward", {"scores": scores})
+
+
+async def select(
+    name: str, messages: list[Message], completions: list[Completion], ctx: RunContext
+) -> Selection:
+    if name == "majority":
+        return select_majority(completions, ctx.spec.extractor)
+    if name == "judge":
+        return await select_judge(messages, completions, ctx)
+    if name == "verifier":
+        return await select_verifier(messages, completions, ctx)
+    if name == "reward":
+        return await select_reward(messages, completions, ctx)
+    raise StrategyError(f"unknown selector {name!r}")

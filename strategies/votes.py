@@ -1,0 +1,90 @@
+"""Vote tallies over extracted answers (shared by majority voting and adaptive).
+
+Only a completion's extracted `answer` and its reward `score` are read here,
+never any correctness label: this is what makes replay evaluation of voting
+and of adaptive honest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import Completion
+from .extractors import get_extractor, normalize_math
+
+
+def answer_key(completion: Completion, extractor: str = "auto") -> str | None:
+    """The canonical answer a completion votes for (None: abstains)."""
+    if completion.answer is not None:
+        # Pre-extracted upstream (replay): only unify equivalent forms.
+        return normalize_math(completion.answer) if completion.answer.strip() else None
+    return get_extractor(extractor)(completion.text)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Votes after `drawn` samples. `ranking` is best first."""
+
+    drawn: int
+    counts: dict[str, int]
+    score_sums: dict[str, float]
+    first_seen: dict[str, int]
+    has_scores: bool
+
+    @property
+    def ranking(self) -> list[str]:
+        # Most votes; ties go to the larger summed reward score (when the
+        # Generator supplies scores), then to the answer seen first.
+        return sorted(
+            self.counts,
+            key=lambda a: (-self.counts[a], -self.score_sums.get(a, 0.0), self.first_seen[a]),
+        )
+
+    @property
+    def leader(self) -> str | None:
+        r = self.ranking
+        return r[0] if r else None
+
+    @property
+    def top(self) -> int:
+        return self.counts[self.leader] if self.counts else 0
+
+    @property
+    def second(self) -> int:
+        r = self.ranking
+        return self.counts[r[1]] if len(r) > 1 else 0
+
+    @property
+    def distinct(self) -> int:
+        return len(self.counts)
+
+    def leader_mean_score(self) -> float | None:
+        lead = self.leader
+        if lead is None or not self.has_scores:
+            return None
+        return self.score_sums[lead] / self.counts[lead]
+
+
+def tally(keys: list[str | None], scores: list[float | None] | None = None) -> Tally:
+    counts: dict[str, int] = {}
+    sums: dict[str, float] = {}
+    first: dict[str, int] = {}
+    scores = scores or [None] * len(keys)
+    has_scores = any(s is not None for s in scores)
+    for i, (k, s) in enumerate(zip(keys, scores)):
+        if k is None:
+            continue
+        counts[k] = counts.get(k, 0) + 1
+        sums[k] = sums.get(k, 0.0) + (s or 0.0)
+        first.setdefault(k, i)
+    return Tally(len(keys), counts, sums, first, has_scores)
+
+
+def representative(completions: list[Completion], keys: list[str | None], answer: str) -> int:
+    """Index of the completion returned for a winning answer: its best-scored
+    member when scores exist, else the first one drawn."""
+    members = [i for i, k in enumerate(keys) if k == answer]
+    scored = [i for i in members if completions[i].score is not None]
+    if scored:
+        return max(scored, key=lambda i: completions[i].score or 0.0)
+    return members[0]

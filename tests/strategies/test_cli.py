@@ -1,0 +1,61 @@
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from strategies.cli import app
+
+RUNNER = CliRunner()
+
+
+def write_replay(path: Path) -> None:
+    rows = []
+    for pid in range(6):
+        samples = [{"answer": "7" if (j + pid) % 3 else "8", "correct": bool((j + pid) % 3), "prompt_tokens": 4,
+                    "completion_tokens": 10 + j, "score": 0.5} for j in range(4)]
+        rows.append({"id": pid, "prompt": f"problem {pid}", "gold": "7", "samples": samples})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_eval_writes_exactly_the_documented_keys(tmp_path: Path) -> None:
+    replay, out = tmp_path / "r.jsonl", tmp_path / "out.json"
+    write_replay(replay)
+    res = RUNNER.invoke(app, ["eval", "--replay", str(replay), "--strategy", "best_of_n", "--n", "3", "--seeds", "4",
+                              "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert set(data) == {"strategy", "accuracy", "mean_completion_tokens", "mean_calls", "seeds"}
+    assert data["strategy"] == "best_of_n" and data["seeds"] == 4 and data["mean_calls"] == 3.0
+    assert 0.0 <= data["accuracy"] <= 1.0
+    # the accuracy-vs-tokens curve: single, best_of_n n=2..max, adaptive
+    assert "single" in res.output and "best_of_n n=4" in res.output and "adaptive" in res.output
+
+
+def test_eval_adaptive_cross_fit_and_verifier(tmp_path: Path) -> None:
+    replay, out = tmp_path / "r.jsonl", tmp_path / "out.json"
+    write_replay(replay)
+    res = RUNNER.invoke(app, ["eval", "--replay", str(replay), "--strategy", "adaptive", "--seeds", "2",
+                              "--cross-fit", "2", "--no-curve", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["strategy"] == "adaptive"
+    res = RUNNER.invoke(app, ["eval", "--replay", str(replay), "--strategy", "best_of_n", "--n", "4",
+                              "--selector", "verifier", "--seeds", "2", "--no-curve", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["accuracy"] == 1.0  # every problem has a correct sample
+
+
+def test_eval_refuses_refine_on_replay_and_bad_strategy(tmp_path: Path) -> None:
+    replay = tmp_path / "r.jsonl"
+    write_replay(replay)
+    res = RUNNER.invoke(app, ["eval", "--replay", str(replay), "--strategy", "refine"])
+    assert res.exit_code != 0 and "live" in res.output
+    res = RUNNER.invoke(app, ["eval", "--replay", str(replay), "--strategy", "magic"])
+    assert res.exit_code != 0
+
+
+def test_fit_policy_command(tmp_path: Path) -> None:
+    replay, out = tmp_path / "r.jsonl", tmp_path / "pol.json"
+    write_replay(replay)
+    res = RUNNER.invoke(app, ["fit-policy", "--replay", str(replay), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["kind"] == "table"
