@@ -1,0 +1,179 @@
+"""Full-dataset router runs: import -> train -> eval over split seeds, mean +- std.
+
+    python bench/router_eval_all.py                       # all datasets, seeds 0-4, MiniLM+text featurizer
+    python bench/router_eval_all.py --datasets routellm-gsm8k --seeds 0 --featurizers minilm static
+
+Writes commit-ready reports under bench/results/router/: SUMMARY.md (mean +- std
+vs baselines) and, for seed 0 of each dataset/featurizer, the eval markdown + PNG.
+Intermediate data and artifacts go to ~/.cache/ttc-router/bench (never the repo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from router.evaluate import EvalResult, evaluate  # noqa: E402
+from router.features.cache import default_cache_dir  # noqa: E402
+from router.importers import read_prices, run_import  # noqa: E402
+from router.outcomes import read_outcomes  # noqa: E402
+from router.report import write_report  # noqa: E402
+from router.train import TrainConfig, train_router  # noqa: E402
+
+DATASETS = {  # source -> held-out fraction
+    "routellm-gsm8k": 0.5,
+    "routellm-mmlu": 0.5,
+    "llmrouter": 0.3,
+    "routerarena": 0.5,
+}
+METHODS = ("router", "knn", "logistic", "mlp", "random", "oracle")
+KEYS = ("aiq", "apgr", "cpt50", "cpt80", "match_best_cost_fraction", "quality_at_cheapest")
+RESULTS = Path(__file__).resolve().parent / "results" / "router"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
+            baseline_embedder: str = "minilm", reuse: bool = False) -> dict[str, dict[str, float | None]]:
+    done = work / "runs" / f"{source}-{featurizer}-{baseline_embedder}-seed{seed}.json"
+    if done.exists():  # finished earlier: reruns and restarts only add missing seeds
+        return json.loads(done.read_text())
+    split = work / source / f"seed{seed}"
+    if not (split / "test.jsonl").exists():
+        run_import(source, DATA, split, test_fraction=DATASETS[source], seed=seed)
+    train_rows = read_outcomes(split / "train.jsonl")
+    test_rows = read_outcomes(split / "test.jsonl")
+    art = work / "artifacts" / f"{source}-{featurizer}-seed{seed}"
+    t0 = time.time()
+    if reuse and (art / "manifest.json").exists():
+        from router.artifact import read_manifest
+
+        selected = read_manifest(art).cv["selected"]
+    else:
+        selected = train_router(train_rows, art, read_prices(split / "prices.json"),
+                                TrainConfig(featurizer=featurizer, cv_folds=folds, seed=seed)).cv["selected"]
+    t1 = time.time()
+    result: EvalResult = evaluate(art, test_rows, train_rows, seed=seed, baseline_embedder=baseline_embedder)
+    t2 = time.time()
+    if seed == 0:
+        write_report(result, RESULTS / f"{source}-{featurizer}.md",
+                     f"{source}, featurizer {featurizer}, split seed 0 (held-out {DATASETS[source]:.0%})")
+    print(f"{source} seed {seed} {featurizer}: train {t1 - t0:.0f}s eval {t2 - t1:.0f}s "
+          f"selected {selected} router AIQ {result.router.aiq:.3f} APGR {result.router.apgr} "
+          f"kNN AIQ {result.baselines['knn'].aiq:.3f}", flush=True)
+    out = {"router": result.router.model_dump(), **{k: v.model_dump() for k, v in result.baselines.items()}}
+    out["_best_single"] = result.best_single.model_dump()  # type: ignore[assignment]
+    out["_selected"] = selected  # type: ignore[assignment]
+    done.parent.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(out))
+    return out
+
+
+def _agg(values: list[float | None]) -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "n/a"
+    missing = len(values) - len(vals)
+    text = f"{np.mean(vals):.3f} ± {np.std(vals):.3f}"
+    return text + (f" ({missing} n/a)" if missing else "")
+
+
+def summarize(all_runs: dict[str, dict[str, list[dict]]]) -> str:
+    lines = ["# Router evaluation: mean ± std over split seeds", "",
+             "Each row: held-out split per seed, router trained on the rest, baselines fitted in the same run "
+             "on the same split (kNN/logistic/MLP on plain MiniLM embeddings; random = mixing single models; "
+             "oracle = ceiling, not a baseline). CPT values are fractions of calls to the strong model; "
+             "`match best` is the cost to match the best single model, as a fraction of its cost (n/a: never).",
+             ""]
+    for key, runs in all_runs.items():
+        source, featurizer = key.split("|")
+        seeds = len(runs["router"])
+        lines += [f"## {source} (featurizer `{featurizer}`, {seeds} seeds, held-out {DATASETS[source]:.0%})", "",
+                  "| method | AIQ | APGR | CPT(50%) | CPT(80%) | match best | quality at cheapest |",
+                  "|---|---|---|---|---|---|---|"]
+        for method in METHODS:
+            if method in runs:
+                cells = [_agg([r[k] for r in runs[method]]) for k in KEYS]
+                lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        best = runs["_best_single"][0]
+        emb = (runs.get("_baseline_embedder") or ["minilm"])[0]
+        lines += ["", f"best single model: `{best['model']}` (seed 0: quality {best['quality']:.3f}); "
+                  f"baselines on {'the router embedding' if emb == 'router' else 'MiniLM'} embeddings", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--featurizers", nargs="+", default=["minilm"])
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--summary", default="SUMMARY.md")
+    parser.add_argument("--baseline-embedder", default="minilm", choices=["minilm", "router"],
+                        help="embedding for the kNN/logistic/MLP baselines (router = the router's own embedder)")
+    parser.add_argument("--reuse-artifacts", action="store_true", help="evaluate existing artifacts instead of retraining")
+    parser.add_argument("--summary-only", action="store_true", help="rebuild the summary from saved results")
+    parser.add_argument("--raw", default="raw.json", help="raw results file under the bench cache (one per concurrent run)")
+    args = parser.parse_args()
+    work = default_cache_dir() / "bench"
+    raw_path = work / args.raw
+    raw: dict[str, dict[str, list]] = json.loads(raw_path.read_text()) if raw_path.exists() else {}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for featurizer in [] if args.summary_only else args.featurizers:
+        for source in args.datasets:
+            key = f"{source}|{featurizer}"
+            runs: dict[str, list] = {}
+            for seed in args.seeds:
+                out = run_one(source, seed, featurizer, work, args.folds, args.baseline_embedder, args.reuse_artifacts)
+                for method, vals in out.items():
+                    runs.setdefault(method, []).append(vals)
+            runs["_baseline_embedder"] = [args.baseline_embedder]
+            raw[key] = runs
+            raw_path.parent.mkdir(parents=True, exist_ok=True)
+            raw_path.write_text(json.dumps(raw, indent=1))
+            (RESULTS / args.summary).write_text(summarize(_merged(work)), encoding="utf-8")
+    (RESULTS / args.summary).write_text(summarize(_merged(work)), encoding="utf-8")
+    print((RESULTS / args.summary).read_text())
+
+
+def _merged(work: Path) -> dict[str, dict[str, list]]:
+    """All saved runs (one raw*.json per concurrent bench process), keyed by dataset|featurizer."""
+    merged: dict[str, dict[str, list]] = {}
+    for path in sorted(work.glob("raw*.json")):
+        merged.update(json.loads(path.read_text()))
+    # Per-seed result files are written as each seed finishes; they win over raw files.
+    per_key: dict[str, dict[int, dict]] = {}
+    embedders: dict[str, str] = {}
+    for path in sorted((work / "runs").glob("*.json")):
+        stem = path.stem
+        seed = int(stem.rsplit("-seed", 1)[1])
+        body = stem.rsplit("-seed", 1)[0]
+        source = next(name for name in DATASETS if body.startswith(name + "-"))
+        featurizer, embedder = body[len(source) + 1 :].rsplit("-", 1)
+        key = f"{source}|{featurizer}"
+        per_key.setdefault(key, {})[seed] = json.loads(path.read_text())
+        embedders[key] = embedder
+    for key, seeds in per_key.items():
+        old = merged.get(key)
+        if old is not None:
+            # Seeds missing from the per-seed files come from the older raw file (seed order 0..n-1).
+            for i in range(len(old["router"])):
+                seeds.setdefault(i, {m: v[i] for m, v in old.items() if not m.startswith("_baseline") and len(v) > i})
+        runs: dict[str, list] = {}
+        for seed in sorted(seeds):
+            for method, vals in seeds[seed].items():
+                runs.setdefault(method, []).append(vals)
+        runs["_baseline_embedder"] = [embedders[key]]
+        merged[key] = runs
+    order = {name: i for i, name in enumerate(DATASETS)}
+    return dict(sorted(merged.items(), key=lambda kv: (order[kv[0].split("|")[0]], kv[0])))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""`ttc router ...` (also `python -m router ...`): import, train, eval, calibrate, collect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(name="router", help="Learned router: offline data, training and evaluation.", no_args_is_help=True)
+
+DEFAULT_DATA_DIR = Path(os.environ.get("TTC_SHARED_DATA", "../shared/data"))
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@app.command("import")
+def import_cmd(
+    source: Annotated[str, typer.Option(help="routellm-gsm8k | routellm-mmlu | llmrouter | routerarena")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="writes train.jsonl, test.jsonl, prices.json")],
+    data_dir: Annotated[Path, typer.Option(help="the shared data folder")] = DEFAULT_DATA_DIR,
+    test_fraction: Annotated[float, typer.Option(min=0.01, max=0.99)] = 0.5,
+    seed: Annotated[int, typer.Option()] = 0,
+    max_prompts: Annotated[int | None, typer.Option(help="seeded subset of prompts (for quick runs)")] = None,
+) -> None:
+    """Convert a public outcome set into train/test JSONL with no shared prompt."""
+    from router.importers import SOURCES, run_import
+
+    if source not in SOURCES:
+        _fail(f"unknown source {source!r}; choose one of {', '.join(sorted(SOURCES))}")
+    if not data_dir.exists():
+        _fail(f"data dir {data_dir} does not exist")
+    result = run_import(source, data_dir, out_dir, test_fraction=test_fraction, seed=seed, max_prompts=max_prompts)
+    typer.echo(result.model_dump_json(indent=2))
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="outcome JSONL")],
+    out: Annotated[Path, typer.Option(help="artifact directory")],
+    prices: Annotated[Path | None, typer.Option(help="{model: {input_per_1m, output_per_1m}} JSON; default: prices.json beside --data")] = None,
+    featurizer: Annotated[str, typer.Option(help="minilm | static | minilm-only | static-only")] = "minilm",
+    embedding_model: Annotated[str, typer.Option(help="sentence-transformers name or path")] = "all-MiniLM-L6-v2",
+    cv_folds: Annotated[int, typer.Option(min=2)] = 5,
+    seed: Annotated[int, typer.Option()] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write {artifact, version, cv, data_sha256}")] = None,
+) -> None:
+    """Fit quality and length predictors; write a versioned artifact."""
+    from router.importers import read_prices
+    from router.outcomes import OutcomeFileError, read_outcomes
+    from router.train import TrainConfig, train_router
+
+    try:
+        rows = read_outcomes(data)
+    except (OSError, OutcomeFileError) as exc:
+        _fail(str(exc))
+    price_file = prices or (data.parent / "prices.json")
+    price_map = read_prices(price_file) if price_file.exists() else None
+    config = TrainConfig(featurizer=featurizer, embedding_model=embedding_model, cv_folds=cv_folds, seed=seed)
+    try:
+        result = train_router(rows, out, price_map, config, progress=True)
+    except ValueError as exc:
+        _fail(str(exc))
+    selected = result.cv.get("selected", {})
+    typer.echo(f"artifact {result.artifact} version {result.version}; selected {selected}")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result.model_dump(), indent=2) + "\n", encoding="utf-8")
+
+
+@app.command("eval")
+def eval_cmd(
+    artifact: Annotated[Path, typer.Option(help="artifact directory")],
+    data: Annotated[Path, typer.Option(help="held-out outcome JSONL")],
+    report: Annotated[Path, typer.Option(help="markdown report path (a PNG is written beside it)")],
+    train_data: Annotated[Path | None, typer.Option("--train", help="training rows for the baselines; default: train.jsonl beside --data")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="machine-readable result")] = None,
+    title: Annotated[str, typer.Option()] = "Router evaluation",
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Held-out evaluation against baselines. Exit code 2 if a test prompt was trained on."""
+    from router.evaluate import LeakageError, evaluate
+    from router.outcomes import OutcomeFileError, read_outcomes
+    from router.report import write_report
+
+    train_path = train_data or (data.parent / "train.jsonl")
+    if not train_path.exists():
+        _fail(f"training rows {train_path} not found: pass --train (the baselines are fitted on them)")
+    try:
+        test_rows, train_rows = read_outcomes(data), read_outcomes(train_path)
+    except (OSError, OutcomeFileError) as exc:
+        _fail(str(exc))
+    try:
+        result = evaluate(artifact, test_rows, train_rows, seed=seed, progress=lambda msg: typer.echo(f"... {msg}", err=True))
+    except LeakageError as exc:
+        _fail(f"leakage: {exc}", code=2)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    write_report(result, report, title)
+    payload = result.public_json()
+    typer.echo(json.dumps(payload, indent=2))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+@app.command()
+def calibrate(
+    artifact: Annotated[Path, typer.Option(help="artifact directory")],
+    prompts: Annotated[Path, typer.Option(help="JSONL with a `prompt` field (outcome rows work)")],
+    strong_share: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="target share of --strong-model")] = None,
+    strong_model: Annotated[str | None, typer.Option(help="default: the dearest model")] = None,
+    target_cost: Annotated[float | None, typer.Option(help="target mean expected cost per prompt, USD")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """Pick the cost weight that hits a strong-model share or mean cost on a prompt sample."""
+    from router.api import load_router
+    from router.calibrate import calibrate as run_calibration
+    from router.calibrate import load_prompts
+
+    if (strong_share is None) == (target_cost is None):
+        _fail("give exactly one of --strong-share or --target-cost")
+    router = load_router(artifact, embedding_cache=True)
+    sample = load_prompts(prompts)
+    if not sample:
+        _fail(f"{prompts} has no prompts")
+    try:
+        result = run_calibration(router, sample, strong_model=strong_model, strong_share=strong_share,
+                                 target_cost_usd=target_cost)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(result.model_dump_json(indent=2))
+    if json_out:
+        json_out.write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+@app.command()
+def collect(
+    prompts: Annotated[Path, typer.Option(help="JSONL of prompts with reference answers")],
+    out: Annotated[Path, typer.Option(help="outcome JSONL to write")],
+    models: Annotated[str, typer.Option(help="comma-separated model names")],
+    completer: Annotated[str, typer.Option(help="module:function returning the async complete callable")],
+    grader: Annotated[str, typer.Option(help="numeric | choice | exact | contains | module:function")] = "numeric",
+    concurrency: Annotated[int, typer.Option(min=1)] = 4,
+    budget_usd: Annotated[float | None, typer.Option()] = None,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 512,
+    limit: Annotated[int | None, typer.Option(help="first N prompts only")] = None,
+) -> None:
+    """Run models on labeled prompts, grade them, write outcome rows.
+
+    `--completer pkg.mod:factory` names a zero-argument factory returning the
+    async `complete` callable documented in `router.collect`; the gateway's
+    own `ttc router collect --config` wires its upstream layer instead.
+    """
+    import importlib
+
+    from router.collect import collect as run_collect
+    from router.collect import load_labeled_prompts
+    from router.graders import resolve_grader
+    from router.outcomes import write_outcomes
+
+    module_name, _, attr = completer.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+        grade = resolve_grader(grader)
+    except (ImportError, AttributeError, ValueError) as exc:
+        _fail(f"cannot load: {exc}")
+    items = load_labeled_prompts(prompts, limit)
+    report = asyncio.run(run_collect(items, [m.strip() for m in models.split(",") if m.strip()], factory(), grade,
+                                     concurrency=concurrency, budget_usd=budget_usd, max_tokens=max_tokens))
+    write_outcomes(out, report.rows)
+    typer.echo(json.dumps(report.model_dump(exclude={"rows"}) | {"rows": len(report.rows)}, indent=2))
+
+
+def main() -> None:
+    app()

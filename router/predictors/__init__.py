@@ -1,0 +1,1 @@
+"""Quality and output-length predictors."""

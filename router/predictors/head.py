@@ -1,0 +1,132 @@
+"""The fitted quality model, as plain arrays evaluated with numpy.
+
+Every candidate estimator (per-model logistic, shared factor model) is stored
+in one form: standardize -> optional dense layers -> per-model vector dot
+product -> per-model Platt calibration. Keeping inference in numpy makes a
+decision a few small matrix products, and the artifact loads with
+`np.load(allow_pickle=False)`: no code from the artifact is ever executed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    # tanh approximation, the same one used in training (torch approximate="tanh")
+    return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0)))
+
+
+def knn_logit(queries: np.ndarray, keys: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+    """Logit of the smoothed mean outcome of the k nearest keys (cosine), per model.
+
+    One pseudo-outcome at the global mean keeps the logit finite when all
+    neighbours agree.
+    """
+    q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+    sims = q @ keys.T
+    k = min(k, keys.shape[0])
+    idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    prior = values.mean(axis=0)
+    p = (values[idx].sum(axis=1) + prior) / (k + 1.0)
+    p = np.clip(p, 1e-3, 1 - 1e-3)
+    return np.log(p / (1.0 - p))
+
+
+@dataclass
+class QualityHead:
+    """P(success) for each model: sigmoid(a_m * (phi(x) . v_m + b_m) + c_m)."""
+
+    mean: np.ndarray  # (d,)
+    scale: np.ndarray  # (d,)
+    vectors: np.ndarray  # (m, r): one vector per LLM
+    bias: np.ndarray  # (m,)
+    layers: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # GELU between layers
+    calib_a: np.ndarray | None = None  # (m,)
+    calib_b: np.ndarray | None = None  # (m,)
+    # Optional kNN stacking: the calibrator also sees the logit of the mean
+    # outcome of the k most similar training prompts (cosine on the embedding
+    # part of the features, which both embedders L2-normalize).
+    knn_keys: np.ndarray | None = None  # (n_train, e)
+    knn_values: np.ndarray | None = None  # (n_train, m)
+    knn_k: int = 0
+    calib_knn: np.ndarray | None = None  # (m,)
+    # Ensemble members (uncalibrated); the logit is the mean over self + members.
+    members: list[QualityHead] = field(default_factory=list)
+
+    def knn_logit(self, features: np.ndarray) -> np.ndarray:
+        assert self.knn_keys is not None and self.knn_values is not None
+        return knn_logit(features[:, : self.knn_keys.shape[1]], self.knn_keys, self.knn_values, self.knn_k)
+
+    def embed(self, features: np.ndarray) -> np.ndarray:
+        h = (features - self.mean) / self.scale
+        for i, (w, b) in enumerate(self.layers):
+            h = h @ w + b
+            if i < len(self.layers) - 1:
+                h = _gelu(h)
+        return h
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        z = self.embed(features) @ self.vectors.T + self.bias
+        if not self.members:
+            return z
+        return (z + sum(m.logits(features) for m in self.members)) / (1 + len(self.members))
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        z = self.logits(features)
+        if self.calib_a is not None and self.calib_b is not None:
+            z = self.calib_a * z + self.calib_b
+            if self.calib_knn is not None and self.knn_k > 0:
+                z = z + self.calib_knn * self.knn_logit(features)
+        return sigmoid(z)
+
+    def save(self, path: Path) -> None:
+        np.savez(path, **self._arrays())
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays: dict[str, np.ndarray] = {
+            "mean": self.mean, "scale": self.scale, "vectors": self.vectors, "bias": self.bias,
+            "n_layers": np.array(len(self.layers)),
+        }
+        for i, (w, b) in enumerate(self.layers):
+            arrays[f"layer{i}_w"], arrays[f"layer{i}_b"] = w, b
+        if self.calib_a is not None and self.calib_b is not None:
+            arrays["calib_a"], arrays["calib_b"] = self.calib_a, self.calib_b
+        if self.calib_knn is not None and self.knn_keys is not None and self.knn_values is not None:
+            arrays["calib_knn"], arrays["knn_k"] = self.calib_knn, np.array(self.knn_k)
+            arrays["knn_keys"], arrays["knn_values"] = self.knn_keys.astype(np.float16), self.knn_values.astype(np.float32)
+        arrays["n_members"] = np.array(len(self.members))
+        for i, member in enumerate(self.members):
+            for key, value in member._arrays().items():
+                arrays[f"member{i}/{key}"] = value
+        return arrays
+
+    @classmethod
+    def load(cls, path: Path) -> QualityHead:
+        with np.load(path, allow_pickle=False) as data:
+            return cls._from_arrays({k: data[k] for k in data.files})
+
+    @classmethod
+    def _from_arrays(cls, d: dict[str, np.ndarray]) -> QualityHead:
+        members = []
+        for i in range(int(d.get("n_members", np.array(0)))):
+            prefix = f"member{i}/"
+            members.append(cls._from_arrays({k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}))
+        layers = [(d[f"layer{i}_w"], d[f"layer{i}_b"]) for i in range(int(d["n_layers"]))]
+        return cls(
+            mean=d["mean"], scale=d["scale"], vectors=d["vectors"], bias=d["bias"], layers=layers,
+            calib_a=d["calib_a"] if "calib_a" in d else None,
+            calib_b=d["calib_b"] if "calib_b" in d else None,
+            knn_keys=d["knn_keys"].astype(np.float32) if "knn_keys" in d else None,
+            knn_values=d["knn_values"] if "knn_values" in d else None,
+            knn_k=int(d["knn_k"]) if "knn_k" in d else 0,
+            calib_knn=d["calib_knn"] if "calib_knn" in d else None,
+            members=members,
+        )

@@ -1,0 +1,27 @@
+"""Token counting through litellm, with one tokenizer for every model.
+
+Public outcome sets rarely carry token counts. We count them with
+`litellm.token_counter` using its default tiktoken encoding for *every* model:
+per-vendor tokenizers would need network downloads, and a single count keeps
+the cost model simple to state (tokens x per-token price).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+# Prices come from our config, never from litellm's remote cost map.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DEFAULT_COMPLETION_TOKENS = 256
+_COUNT_MODEL = "gpt-4"  # selects litellm's tiktoken (cl100k_base) tokenizer
+
+
+@lru_cache(maxsize=200_000)
+def count_tokens(text: str) -> int:
+    """Number of tokens in `text` by litellm's token counter."""
+    import litellm  # imported lazily: it is slow to import
+
+    return int(litellm.token_counter(model=_COUNT_MODEL, text=text))

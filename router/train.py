@@ -1,0 +1,131 @@
+"""Offline training: outcome rows -> router artifact."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from router.artifact import Manifest, library_versions, write_manifest
+from router.features import PromptFeaturizer, build_featurizer
+from router.importers.base import Price
+from router.matrix import OutcomeMatrix, build_matrix, infer_prices
+from router.outcomes import OutcomeRow, outcomes_sha256, prompt_key
+from router.policy import choose_by_utility, cost_weight_grid
+from router.predictors.length import fit_length_model
+from router.predictors.quality import QualityEstimator, select_and_fit
+
+
+class TrainConfig(BaseModel):
+    featurizer: str = "minilm"
+    embedding_model: str = "all-MiniLM-L6-v2"
+    cv_folds: int = Field(default=5, ge=2)
+    seed: int = 0
+    # Where the default cost weight puts the average predicted cost, as a
+    # fraction of the way from the cheapest to the dearest model.
+    default_cost_position: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class TrainResult(BaseModel):
+    artifact: str
+    version: str
+    cv: dict[str, object]
+    data_sha256: str
+
+
+def expected_cost(prompt_tokens: np.ndarray, completion_tokens: np.ndarray, models: Sequence[str], prices: dict[str, Price]) -> np.ndarray:
+    """(n, m) expected USD: prompt tokens x input price + predicted output tokens x output price."""
+    pin = np.array([prices[m].input_per_1m for m in models])
+    pout = np.array([prices[m].output_per_1m for m in models])
+    return (prompt_tokens[:, None] * pin[None, :] + completion_tokens * pout[None, :]) / 1e6
+
+
+def calibrate_weight_for_cost(quality: np.ndarray, cost: np.ndarray, cost_scale: float, target_cost: float) -> float:
+    """Smallest cost weight whose mean routed cost is at most `target_cost` (predicted costs)."""
+    grid = cost_weight_grid(quality, cost, cost_scale)
+    rows = np.arange(len(quality))
+    for w in grid:
+        if cost[rows, choose_by_utility(quality, cost, w, cost_scale)].mean() <= target_cost + 1e-15:
+            return float(w)
+    return float(grid[-1])
+
+
+def train_router(
+    rows: Sequence[OutcomeRow],
+    out_dir: Path,
+    prices: dict[str, Price] | None = None,
+    config: TrainConfig | None = None,
+    featurizer: PromptFeaturizer | None = None,
+    candidates: list[QualityEstimator] | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    cfg = config or TrainConfig()
+    matrix = build_matrix(rows, prices=prices)
+    if len(matrix.prompts) < 10:
+        raise ValueError("need outcomes for at least 10 distinct prompts to train a router")
+    price_map = dict(prices or {})
+    missing = [m for m in matrix.models if m not in price_map]
+    if missing:
+        price_map.update({m: p for m, p in infer_prices(matrix).items() if m in missing})
+        still = [m for m in matrix.models if m not in price_map]
+        if still:
+            raise ValueError(f"no price for {still}: pass --prices or give rows cost_usd and token counts")
+    feat = featurizer or build_featurizer(cfg.featurizer, cfg.embedding_model)
+    feat.fit(matrix.prompts)
+    x = feat.transform(matrix.prompts, progress=progress)
+    selection = select_and_fit(x, matrix.score, matrix.mask, candidates, folds=cfg.cv_folds, seed=cfg.seed,
+                               progress=progress, embedding_dim=feat.embedding_dim)
+    length, length_report = fit_length_model(x, matrix.completion_tokens, matrix.mask)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    selection.head.save(out_dir / "quality.npz")
+    length.save(out_dir / "length.npz")
+    feat_spec = feat.save(out_dir)
+
+    quality = selection.head.predict_proba(x)
+    cost = expected_cost(matrix.prompt_tokens, length.predict(x), matrix.models, price_map)
+    mean_cost = _mean_observed_cost(matrix)
+    cost_scale = float(np.nanmax(mean_cost))
+    target = float(np.nanmin(mean_cost) + cfg.default_cost_position * (np.nanmax(mean_cost) - np.nanmin(mean_cost)))
+    default_weight = calibrate_weight_for_cost(quality, cost, cost_scale, target)
+
+    data_hash = outcomes_sha256(rows)
+    version = f"{datetime.now(UTC):%Y%m%d%H%M%S}-{data_hash[:8]}-{uuid.uuid4().hex[:4]}"
+    manifest = Manifest(
+        version=version,
+        created_at=datetime.now(UTC).isoformat(),
+        models=matrix.models,
+        prices={m: price_map[m] for m in matrix.models},
+        featurizer={**feat_spec, "name": cfg.featurizer},
+        quality={"file": "quality.npz", **selection.params},
+        length={"file": "length.npz", "per_model": dict(zip(matrix.models, length_report, strict=True))},
+        cv=_jsonable(selection.cv) | {"models": matrix.models},
+        data_sha256=data_hash,
+        n_train_prompts=len(matrix.prompts),
+        train_prompt_sha256=sorted(prompt_key(p) for p in matrix.prompts),
+        cost_scale_usd=cost_scale,
+        default_cost_weight=default_weight,
+        libraries=library_versions(),
+    )
+    write_manifest(out_dir, manifest)
+    return TrainResult(artifact=str(out_dir), version=version, cv=manifest.cv, data_sha256=data_hash)
+
+
+def _mean_observed_cost(matrix: OutcomeMatrix) -> np.ndarray:
+    cost = np.where(matrix.mask, matrix.cost, np.nan)
+    return np.nanmean(cost, axis=0)
+
+
+def _jsonable(value: object) -> dict[str, object]:
+    import json
+
+    return json.loads(json.dumps(value, default=float))
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
