@@ -35,7 +35,7 @@ def test_manifest_records_provenance(artifact: Path) -> None:
     for key in ("models", "featurizer", "cv", "data_sha256", "libraries", "version", "prices"):
         assert manifest[key]
     assert manifest["featurizer"]["embedder"]["model"] == "all-MiniLM-L6-v2"
-    assert len(manifest["cv"]["candidates"]) == 2
+    assert [c["kind"] for c in manifest["cv"]["candidates"]] == ["logistic", "shared", "ensemble"]
     assert "scikit-learn" in manifest["libraries"]
     # No pickles anywhere in the artifact.
     for path in artifact.iterdir():
