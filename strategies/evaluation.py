@@ -144,7 +144,7 @@ def cross_fit(
     from .difficulty import fit_difficulty
 
     by_id: dict[str, StoppingPolicy] = {}
-    policies = []
+    policies: list[StoppingPolicy] = []
     for f, test_idx in enumerate(folds_of(problems, folds, seed)):
         held = set(test_idx)
         train_raw = [problems[i] for i in range(len(problems)) if i not in held]
