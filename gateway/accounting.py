@@ -13,6 +13,7 @@ from gateway.config import BudgetWindowConfig, ModelConfig, TenantConfig
 from gateway.errors import GatewayError, ledger_unavailable
 from gateway.inflight import InFlight, PartialCost
 from gateway.ledger import BudgetExceeded, BudgetScope, Hold, Ledger, LedgerUnavailable, RateLimitExceeded, WindowLimit
+from strategies.base import CallRecord  # one record type for ttc.calls, plain calls and strategies alike
 
 log = logging.getLogger("ttc.accounting")
 
@@ -74,26 +75,6 @@ def rate_error(error: RateLimitExceeded) -> GatewayError:
         code="rate_limit_exceeded",
         headers={"retry-after": str(retry_after), "x-should-retry": "false"},
     )
-
-
-@dataclass
-class CallRecord:
-    """One upstream call, in the shape of the response's `ttc.calls`."""
-
-    model: str
-    role: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "role": self.role,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cost_usd": round(self.cost_usd, 8),
-        }
 
 
 @dataclass

@@ -87,7 +87,7 @@ def ttc_object(plan: ChatPlan, account: Account) -> Json:
     return {
         "router": plan.router_info,
         "strategy": plan.strategy_info,
-        "calls": [call.as_dict() for call in account.calls],
+        "calls": [{**call.as_dict(), "cost_usd": round(call.cost_usd, 8)} for call in account.calls],
         "cost_usd": round(account.total_cost_usd, 8),
     }
 
