@@ -6,6 +6,7 @@ snippets keep working across restarts.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -68,4 +69,13 @@ def default_config_data(key: str) -> dict[str, Any]:
             }
         ],
         "ledger": {"path": str(data_dir() / "ledger.db")},
+        **({"router": {"artifact": str(BUILTIN_ROUTER)}} if router_available() else {}),
     }
+
+
+BUILTIN_ROUTER = Path(__file__).resolve().parent / "assets" / "router-local"
+
+
+def router_available() -> bool:
+    """`model: auto` on the defaults needs the `router` extra (torch, sentence-transformers)."""
+    return BUILTIN_ROUTER.is_dir() and importlib.util.find_spec("sentence_transformers") is not None

@@ -113,3 +113,12 @@ def test_spend_is_recorded_in_the_embedded_ledger(local_gateway: tuple[str, str]
     assert spent == pytest.approx(float(raw.headers["x-ttc-cost-usd"]), abs=2e-6)
     assert after["windows"][0]["reserved_usd"] == 0
     assert after["requests"] == before["requests"] + 1
+
+
+def test_auto_routes_on_the_built_in_config(local_gateway: tuple[str, str]) -> None:
+    body = client(local_gateway).chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "What is the capital of Peru?"}], max_tokens=8)
+    router = body.model_extra["ttc"]["router"]
+    assert router["model"] in PRICES and body.model == router["model"]
+    assert {c["model"] for c in router["candidates"]} == set(PRICES)
+    assert body.choices[0].message.content.strip()
