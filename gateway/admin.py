@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from gateway.accounting import budget_scope
@@ -57,10 +57,7 @@ def mount(app: FastAPI, runtime: Any, authenticate: Callable[[Any, Request], Pri
         tenant = tenant_for(principal, tenant_id)
         if not principal.is_admin:
             raise GatewayError(403, "Only the admin key may change budgets.", type="permission_error", code="admin_required")
-        try:
-            update = await parse_body(request, BudgetUpdate, runtime.state.config.server.max_body_bytes)
-        except ValidationError as error:  # parse_body already maps these; kept for direct callers
-            raise invalid_request(str(error)) from None
+        update = await parse_body(request, BudgetUpdate, runtime.state.config.server.max_body_bytes)
         windows = [WindowLimit(window=b.window, limit_usd=b.limit_usd) for b in update.budgets]
         if len({w.window for w in windows}) != len(windows):
             raise invalid_request("Each window may appear only once.", param="budgets")

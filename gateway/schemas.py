@@ -117,9 +117,3 @@ class EmbeddingRequest(BaseModel):
             raise ValueError("input must not be empty")
         return value
 
-
-class BudgetUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    budgets: list[dict[str, Any]]
-    max_cost_per_request_usd: float | None = Field(default=None, ge=0)

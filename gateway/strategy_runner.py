@@ -20,7 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from gateway.accounting import Account, budget_error, count_prompt_tokens, output_cap, worst_case_usd
 from gateway.chat import SSE_DONE, ChatRun, sse
 from gateway.config import GatewayConfig, ModelConfig
-from gateway.errors import GatewayError, invalid_request, model_not_found
+from gateway.errors import GatewayError, invalid_request, model_not_found, sse_error_event
 from gateway.ledger import BudgetExceeded, Hold
 from gateway.routing import prompt_text
 from gateway.schemas import ChatCompletionRequest
@@ -294,7 +294,7 @@ class StrategyExecution:
             if error is not None:
                 mapped = self._map_error(error)
                 self.run.fail(self.run.plan.model.name, mapped)
-                yield b"data: " + orjson.dumps(mapped.body()) + b"\n\n"
+                yield sse_error_event(mapped)
                 return
             result = task.result()
             self._observe(result, "200")
