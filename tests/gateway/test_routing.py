@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,6 @@ def test_fixture_is_real_local_model_outcomes() -> None:
 
 
 def test_auto_routes_between_the_local_models(artifact: Path, tmp_path: Path) -> None:
-    import os
 
     from gateway.app import create_app
     from gateway.defaults import default_config_data

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from strategies.evaluation import cross_fit, to_policy_problem
-from strategies.policy import Problem, SimResult, StoppingPolicy, simulate_per_problem
+from strategies.policy import SimResult, StoppingPolicy, simulate_per_problem
 from strategies.replay import ReplayProblem, load_replay
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "smollm2_mawps_singleop_16.jsonl"
