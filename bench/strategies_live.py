@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from strategies.evaluation import (  # noqa: E402
+    majority_curve,
     EvalResult, bootstrap_ci, bootstrap_ratio_ci, cross_fit, evaluate, per_problem,
 )
 from strategies.replay import load_replay  # noqa: E402
@@ -118,10 +119,7 @@ def main() -> None:
     max_n = min(len(p.samples) for p in problems)
     seeds = args.seeds
 
-    runs: dict[str, EvalResult] = {}
-    for k in range(1, max_n + 1):
-        label = "single" if k == 1 else f"majority@{k}"
-        runs[label] = evaluate(problems, TTCSpec(strategy="best_of_n", n=k), seeds, label=label)
+    runs: dict[str, EvalResult] = majority_curve(problems, max_n, seeds)
     runs[f"verifier@{max_n} (oracle)"] = evaluate(
         problems, TTCSpec(strategy="best_of_n", n=max_n, selector="verifier"), seeds, label="oracle")
     runs["adaptive (consistency rule, no fit)"] = evaluate(

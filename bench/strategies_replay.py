@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from strategies.convert import TOKENIZER, convert_file  # noqa: E402
 from strategies.evaluation import (  # noqa: E402
+    majority_curve,
     EvalResult, bootstrap_ci, bootstrap_ratio_ci, cross_fit, evaluate, per_problem, to_policy_problem,
 )
 from strategies.policy import fit_policy  # noqa: E402
@@ -56,10 +57,7 @@ def main() -> None:
     max_n = min(len(p.samples) for p in problems)
     seeds = args.seeds
 
-    runs: dict[str, EvalResult] = {}
-    for k in range(1, max_n + 1):
-        label = "single" if k == 1 else f"majority@{k}"
-        runs[label] = evaluate(problems, TTCSpec(strategy="best_of_n", n=k), seeds, label=label)
+    runs: dict[str, EvalResult] = majority_curve(problems, max_n, seeds)
     runs["reward@8"] = evaluate(problems, TTCSpec(strategy="best_of_n", n=max_n, selector="reward"), seeds,
                                 label="reward@8")
     runs["verifier@8 (oracle)"] = evaluate(problems, TTCSpec(strategy="best_of_n", n=max_n, selector="verifier"),

@@ -57,7 +57,12 @@ class GatewayState:
 
 
 def artifact_fingerprint(path: str | None) -> str | None:
-    """A cheap content hash of a router artifact's manifest and files, to notice replacements."""
+    """Notices a replaced router artifact, cheaply enough to poll every few seconds.
+
+    The manifest is hashed by content (every new artifact carries a new version there, even when
+    a copy keeps file sizes and mtimes); the larger estimator files only by size and mtime, so
+    polling never reads megabytes.
+    """
     if not path:
         return None
     root = Path(path)
@@ -67,7 +72,10 @@ def artifact_fingerprint(path: str | None) -> str | None:
     files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
     for file in files:
         stat = file.stat()
-        digest.update(f"{file.relative_to(root) if root.is_dir() else file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        name = file.relative_to(root) if root.is_dir() else file.name
+        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        if file.name == "manifest.json":
+            digest.update(file.read_bytes())
     return digest.hexdigest()
 
 

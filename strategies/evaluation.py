@@ -103,6 +103,15 @@ def evaluate(
 # ---------------------------------------------------------------- policies
 
 
+
+def majority_curve(problems: Sequence[ReplayProblem], max_n: int, seeds: int) -> dict[str, EvalResult]:
+    """`single` and `majority@k` for k = 2..max_n: the accuracy-vs-tokens curve of plain voting."""
+    curve: dict[str, EvalResult] = {}
+    for k in range(1, max_n + 1):
+        label = "single" if k == 1 else f"majority@{k}"
+        curve[label] = evaluate(problems, TTCSpec(strategy="best_of_n", n=k), seeds, label=label)
+    return curve
+
 def to_policy_problem(p: ReplayProblem, extractor: str = "auto", difficulty: float | None = None) -> Problem:
     """What the policy fitter sees. Answers are keyed exactly as at run time."""
     from .base import Completion
