@@ -111,11 +111,28 @@ class SqliteLedger(Ledger):
                 isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
                 check_same_thread=False,
             )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._settings.sqlite_synchronous}")
-            conn.executescript(_SCHEMA)
+            self._prepare(conn)
             self._conn = conn
         return self._conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """WAL mode and schema, retried while another process is doing the same.
+
+        Switching to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once there
+        instead of waiting out the busy timeout: several processes opening a new file together
+        would otherwise fail their first operation with "database is locked".
+        """
+        deadline = time.monotonic() + self._settings.sqlite_busy_timeout_s
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self._settings.sqlite_synchronous}")
+                conn.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _tx(self, fn: Callable[[sqlite3.Connection, float], T]) -> T:
         conn = self._connect()
