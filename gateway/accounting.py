@@ -146,9 +146,20 @@ class Account:
         except LedgerUnavailable:
             log.warning("could not true up TPM for tenant %s: ledger unavailable", self.tenant.id)
 
+    async def _reserve(self, amount_usd: float) -> Hold:
+        try:
+            return await self.ledger.reserve(self.scope, amount_usd)
+        except BudgetExceeded:
+            if self.inflight is None or not self.inflight.pending_settlements(self.tenant.id):
+                raise
+        # Answers already sent by this process hold their worst case until their settlement
+        # lands a moment later; a refusal must not come from that lag, so wait and ask again.
+        await self.inflight.wait_settled(self.tenant.id)
+        return await self.ledger.reserve(self.scope, amount_usd)
+
     async def reserve(self, amount_usd: float) -> Hold:
         try:
-            return self._opened(await self.ledger.reserve(self.scope, amount_usd))
+            return self._opened(await self._reserve(amount_usd))
         except BudgetExceeded as error:
             raise budget_error(error) from None
         except LedgerUnavailable:
@@ -157,7 +168,7 @@ class Account:
     async def try_reserve(self, amount_usd: float) -> Hold | None:
         """Like reserve, but a budget that does not fit answers None instead of raising."""
         try:
-            return self._opened(await self.ledger.reserve(self.scope, amount_usd))
+            return self._opened(await self._reserve(amount_usd))
         except BudgetExceeded:
             return None
         except LedgerUnavailable:

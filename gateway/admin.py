@@ -45,6 +45,7 @@ def mount(app: FastAPI, runtime: Any, authenticate: Callable[[Any, Request], Pri
         principal = authenticate(runtime, request)
         tenant = tenant_for(principal, tenant_id)
         key_id = principal.key_id if not principal.is_admin else None
+        await runtime.state.inflight.wait_settled(tenant.id)  # answers this process sent are charged
         try:
             report = await runtime.state.ledger.usage(budget_scope(tenant, key_id))
         except LedgerUnavailable:

@@ -181,13 +181,25 @@ class ChatRun:
             prompt_tokens = plan.prompt_tokens
             completion_tokens = count_text_tokens(used.litellm_params.model, _text_of_choices(response))
         self.account.record(used, "answer", prompt_tokens, completion_tokens)
-        await self.account.settle(hold, self.account.total_cost_usd)
-        await self.account.true_up_tokens(estimated, prompt_tokens + completion_tokens)
+        self._settle_after_response(hold, estimated, prompt_tokens + completion_tokens)
         response["model"] = used.name
         response["usage"] = self.account.usage()
         response["ttc"] = ttc_object(plan, self.account)
         self._finish_metrics(used.name, "200")
         return Response(orjson.dumps(response), media_type="application/json", headers=self.headers(hold))
+
+    def _settle_after_response(self, hold: Hold, estimated_tokens: int, actual_tokens: int) -> None:
+        """Settle in the background: the answer and its price are known, so the client need not
+        wait for the ledger's second round trip. A shutdown drain charges the same amount if it
+        runs first, and the settlement then finds the hold closed (never charged twice)."""
+        cost = self.account.total_cost_usd
+        self.account.price_partial(hold, lambda: cost)
+
+        async def settle() -> None:
+            await self.account.settle(hold, cost)
+            await self.account.true_up_tokens(estimated_tokens, actual_tokens)
+
+        self.state.inflight.spawn_settlement(self.tenant_id, settle())
 
     async def stream(self, include_usage: bool) -> Response:
         plan, state = self.plan, self.state
@@ -294,8 +306,7 @@ class ChatRun:
             prompt_tokens = int((usage or {}).get("prompt_tokens") or self.plan.prompt_tokens)
             completion_tokens = max(int((usage or {}).get("completion_tokens") or 0), count_text_tokens(used.litellm_params.model, text))
         self.account.record(used, "answer", prompt_tokens, completion_tokens)
-        await self.account.settle(hold, self.account.total_cost_usd)
-        await self.account.true_up_tokens(estimated, prompt_tokens + completion_tokens)
+        self._settle_after_response(hold, estimated, prompt_tokens + completion_tokens)
         self._finish_metrics(used.name, "200" if completed else "499")
 
 

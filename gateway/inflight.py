@@ -3,13 +3,18 @@
 When SIGTERM's grace period runs out, the server cancels the remaining requests and then shuts the
 app down; a cancelled stream might not get to settle before the ledger is closed. Draining this
 registry first charges each open hold for what it consumed so far and releases the rest.
+
+It also runs settlements that were moved off the response path (see ``spawn_settlement``): a
+plain completion's answer goes to the client first and its hold is settled right after, so the
+ledger's second round trip does not add to the client's latency.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 log = logging.getLogger("ttc.inflight")
 
@@ -21,6 +26,7 @@ class HasOpenHolds(Protocol):
 class InFlight:
     def __init__(self) -> None:
         self._accounts: set[HasOpenHolds] = set()
+        self._settlements: dict[asyncio.Task[None], str] = {}  # task -> tenant id
 
     def add(self, account: HasOpenHolds) -> None:
         self._accounts.add(account)
@@ -31,7 +37,32 @@ class InFlight:
     def __len__(self) -> int:
         return len(self._accounts)
 
+    def spawn_settlement(self, tenant_id: str, settlement: Coroutine[Any, Any, None]) -> None:
+        """Run `settlement` in the background; it stays tracked until it has finished."""
+        task = asyncio.get_running_loop().create_task(settlement)
+        self._settlements[task] = tenant_id
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settlements.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a background settlement failed", exc_info=task.exception())
+
+    def pending_settlements(self, tenant_id: str | None = None) -> int:
+        return sum(1 for tenant in self._settlements.values() if tenant_id is None or tenant == tenant_id)
+
+    async def wait_settled(self, tenant_id: str | None = None) -> None:
+        """Wait for this process's background settlements (of one tenant, or all) to land.
+
+        A reader in this process (the usage endpoint, a reservation that just failed) then sees
+        every answer it has been sent already charged.
+        """
+        tasks = [task for task, tenant in self._settlements.items() if tenant_id is None or tenant == tenant_id]
+        if tasks:
+            await asyncio.wait(tasks)
+
     async def drain(self) -> None:
+        await self.wait_settled()
         accounts = list(self._accounts)
         if accounts:
             log.warning("settling %d in-flight request(s) at shutdown", len(accounts))
