@@ -203,6 +203,7 @@ def create_app(source: ConfigSource | None = None, runtime: GatewayRuntime | Non
 
     @app.get("/metrics")
     async def metrics() -> Response:
+        await runtime.inflight.wait_settled()  # answers already sent are counted
         return Response(runtime.metrics.render(), media_type=runtime.metrics.content_type)
 
     admin.mount(app, runtime, authenticate, parse_body)

@@ -132,11 +132,13 @@ class ChatRun:
         self.state.metrics.upstream_errors.labels(model.name, error.kind).inc()
         log.warning("upstream %s failed (%s): %s", model.name, error.kind, error.message)
 
-    def _finish_metrics(self, model_name: str, status: str) -> None:
+    def _finish_metrics(self, model_name: str, status: str, duration_s: float | None = None) -> None:
         metrics = self.state.metrics
         metrics.active_tenants.add(self.tenant_id)
         metrics.requests.labels(self.tenant_id, model_name, status).inc()
-        metrics.duration.labels(self.tenant_id, model_name).observe(time.perf_counter() - self.plan.started)
+        if duration_s is None:
+            duration_s = time.perf_counter() - self.plan.started
+        metrics.duration.labels(self.tenant_id, model_name).observe(duration_s)
         for call in self.account.calls:
             metrics.observe_call(self.tenant_id, call.model, call.prompt_tokens, call.completion_tokens, call.cost_usd)
 
@@ -181,21 +183,23 @@ class ChatRun:
             prompt_tokens = plan.prompt_tokens
             completion_tokens = count_text_tokens(used.litellm_params.model, _text_of_choices(response))
         self.account.record(used, "answer", prompt_tokens, completion_tokens)
-        self._settle_after_response(hold, estimated, prompt_tokens + completion_tokens)
+        self._settle_after_response(hold, estimated, prompt_tokens + completion_tokens, used.name, "200")
         response["model"] = used.name
         response["usage"] = self.account.usage()
         response["ttc"] = ttc_object(plan, self.account)
-        self._finish_metrics(used.name, "200")
         return Response(orjson.dumps(response), media_type="application/json", headers=self.headers(hold))
 
-    def _settle_after_response(self, hold: Hold, estimated_tokens: int, actual_tokens: int) -> None:
-        """Settle in the background: the answer and its price are known, so the client need not
-        wait for the ledger's second round trip. A shutdown drain charges the same amount if it
-        runs first, and the settlement then finds the hold closed (never charged twice)."""
+    def _settle_after_response(self, hold: Hold, estimated_tokens: int, actual_tokens: int, model_name: str, status: str) -> None:
+        """Settle and record metrics in the background: the answer and its price are known, so
+        the client need not wait for the ledger's second round trip. A shutdown drain charges the
+        same amount if it runs first, and the settlement then finds the hold closed (never
+        charged twice). Readers in this process (usage, /metrics) wait for pending settlements."""
         cost = self.account.total_cost_usd
+        duration_s = time.perf_counter() - self.plan.started
         self.account.price_partial(hold, lambda: cost)
 
         async def settle() -> None:
+            self._finish_metrics(model_name, status, duration_s)
             await self.account.settle(hold, cost)
             await self.account.true_up_tokens(estimated_tokens, actual_tokens)
 
@@ -306,8 +310,7 @@ class ChatRun:
             prompt_tokens = int((usage or {}).get("prompt_tokens") or self.plan.prompt_tokens)
             completion_tokens = max(int((usage or {}).get("completion_tokens") or 0), count_text_tokens(used.litellm_params.model, text))
         self.account.record(used, "answer", prompt_tokens, completion_tokens)
-        self._settle_after_response(hold, estimated, prompt_tokens + completion_tokens)
-        self._finish_metrics(used.name, "200" if completed else "499")
+        self._settle_after_response(hold, estimated, prompt_tokens + completion_tokens, used.name, "200" if completed else "499")
 
 
 async def chat_completion(state: GatewayState, principal: Principal, request: ChatCompletionRequest) -> Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import quote
 
 from .base import WindowLimit, to_micro
@@ -48,6 +49,7 @@ def decode_policy(s: str) -> Policy:
     return Policy(cap=None if cap < 0 else cap, windows=tuple(windows))
 
 
+@lru_cache(maxsize=65536)  # the same few tenant/key ids, on every ledger call
 def escape(part: str) -> str:
     """Make a tenant or key id safe inside storage names.
 

@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -96,6 +98,13 @@ def make_client(settings: LedgerSettings) -> AnyRedis:
     return aioredis.Redis.from_url(url, **common)
 
 
+@lru_cache(maxsize=4096)
+def _spent_keys_of_minute(base: str, minute: int) -> tuple[list[str], list[str]]:
+    # Bucket boundaries are whole minutes (see windows.all_buckets). Callers must not mutate.
+    ids = [bid for bid, _ in all_buckets(minute * 60.0).values()]
+    return [f"{base}:s:{bid}" for bid in ids], ids
+
+
 class RedisLedger(Ledger):
     def __init__(
         self,
@@ -135,9 +144,7 @@ class RedisLedger(Ledger):
         return [f"{b}:limits", f"{b}:rsv", f"{b}:res", f"{b}:exp", f"{b}:closed"]
 
     def _spent_keys(self, tenant_id: str, now: float) -> tuple[list[str], list[str]]:
-        b = self._base(tenant_id)
-        ids = [bid for bid, _ in all_buckets(now).values()]
-        return [f"{b}:s:{bid}" for bid in ids], ids
+        return _spent_keys_of_minute(self._base(tenant_id), int(now // 60))
 
     async def _ensure_initialized(self) -> None:
         if self._init_lock is None:
@@ -173,7 +180,7 @@ class RedisLedger(Ledger):
         amount = check_amount(amount_usd)
         ttl = check_ttl(self._settings.reservation_ttl_s if ttl_s is None else ttl_s)
         now = self._clock()
-        rid = uuid.uuid4().hex
+        rid = os.urandom(16).hex()  # as unique as uuid4, without building a UUID object
         spent_keys, bucket_ids = self._spent_keys(scope.tenant_id, now)
         policy = policy_from(scope.windows, scope.max_cost_per_request_usd)
         key_windows = policy_from(scope.key_windows, None).windows
