@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Sequence
@@ -150,11 +151,12 @@ class Account:
         try:
             return await self.ledger.reserve(self.scope, amount_usd)
         except BudgetExceeded:
-            if self.inflight is None or not self.inflight.pending_settlements(self.tenant.id):
+            pending = self.inflight.pending_settlements(self.tenant.id) if self.inflight is not None else []
+            if not pending:
                 raise
         # Answers already sent by this process hold their worst case until their settlement
         # lands a moment later; a refusal must not come from that lag, so wait and ask again.
-        await self.inflight.wait_settled(self.tenant.id)
+        await asyncio.wait(pending)
         return await self.ledger.reserve(self.scope, amount_usd)
 
     async def reserve(self, amount_usd: float) -> Hold:

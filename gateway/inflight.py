@@ -48,8 +48,8 @@ class InFlight:
         if not task.cancelled() and task.exception() is not None:
             log.error("a background settlement failed", exc_info=task.exception())
 
-    def pending_settlements(self, tenant_id: str | None = None) -> int:
-        return sum(1 for tenant in self._settlements.values() if tenant_id is None or tenant == tenant_id)
+    def pending_settlements(self, tenant_id: str | None = None) -> list[asyncio.Task[None]]:
+        return [task for task, tenant in self._settlements.items() if tenant_id is None or tenant == tenant_id]
 
     async def wait_settled(self, tenant_id: str | None = None) -> None:
         """Wait for this process's background settlements (of one tenant, or all) to land.
@@ -57,7 +57,7 @@ class InFlight:
         A reader in this process (the usage endpoint, a reservation that just failed) then sees
         every answer it has been sent already charged.
         """
-        tasks = [task for task, tenant in self._settlements.items() if tenant_id is None or tenant == tenant_id]
+        tasks = self.pending_settlements(tenant_id)
         if tasks:
             await asyncio.wait(tasks)
 
