@@ -4,7 +4,9 @@ litellm's per-call work (parameter mapping, logging objects, response re-constru
 several CPU-milliseconds per request. For an upstream that already speaks the OpenAI wire
 format none of that is needed, so we forward the body with one pooled aiohttp session per
 base URL and orjson. aiohttp, not httpx: measured here, httpx's async client spent about ten
-times more CPU per request (bench notes in bench/RESULTS.md). Everything else goes through litellm.
+times more CPU per request (bench notes in bench/RESULTS.md). Non-streamed calls to plain-HTTP
+upstreams (a vLLM or llama.cpp server next to the gateway) take the leaner client in http1.py.
+Everything else goes through litellm.
 """
 
 from __future__ import annotations
@@ -12,17 +14,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
 from gateway.config import ModelConfig
+from gateway.upstream import http1
 from gateway.upstream.base import Json
 from gateway.upstream.errors import UpstreamError, classify_status
 
 FAST_PATH_PREFIXES = ("openai/",)
-_CONNECTION_ERRORS = (aiohttp.ClientError, ConnectionError, OSError)
+_CONNECTION_ERRORS = (aiohttp.ClientError, ConnectionError, OSError, http1.HttpError)
 STALE_CONNECTION_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+_PlainTarget = tuple[http1.Origin, str, str]
 
 
 def eligible(model: ModelConfig) -> bool:
@@ -50,9 +55,33 @@ def _error_from(status: int, headers: Any, body: bytes) -> UpstreamError:
     return UpstreamError(classify_status(status), str(message), status=status, retry_after_s=_retry_after(headers))
 
 
+def _json_body(content: bytes) -> Json:
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("server_error", "upstream sent a body that is not JSON") from None
+
+
 class OpenAICompatUpstream:
     def __init__(self) -> None:
         self._sessions: dict[tuple[str, str | None], aiohttp.ClientSession] = {}
+        self._http1 = http1.Http1Client()
+        self._plain_targets: dict[tuple[str, str | None, str | None], _PlainTarget | None] = {}
+
+    def _plain_http_target(self, model: ModelConfig) -> _PlainTarget | None:
+        """The lean client's origin, path prefix and upstream model name, or None for https upstreams."""
+        raw = model.litellm_params
+        key = (raw.model, raw.api_base, raw.api_key)  # raw strings: secrets resolve once, not per request
+        if key in self._plain_targets:
+            return self._plain_targets[key]
+        params = raw.resolved()
+        url = urlsplit(str(params["api_base"]))
+        target = None
+        if url.scheme == "http" and url.hostname:
+            origin = self._http1.origin(url.hostname, url.port or 80, params.get("api_key"))
+            target = origin, url.path.rstrip("/"), params["model"].split("/", 1)[1]
+        self._plain_targets[key] = target
+        return target
 
     def _session(self, model: ModelConfig) -> tuple[aiohttp.ClientSession, str, str]:
         params = model.litellm_params.resolved()
@@ -80,6 +109,9 @@ class OpenAICompatUpstream:
         return orjson.dumps(payload)
 
     async def _post(self, model: ModelConfig, path: str, body: Json) -> Json:
+        target = self._plain_http_target(model)
+        if target is not None:
+            return await self._post_plain(model, target, path, body)
         session, base, upstream_model = self._session(model)
         payload = self._payload(upstream_model, body)
         try:
@@ -99,10 +131,20 @@ class OpenAICompatUpstream:
             raise UpstreamError("timeout", f"no answer within {model.timeout_s}s") from None
         except _CONNECTION_ERRORS as error:
             raise UpstreamError("connection", f"{type(error).__name__}: {error}") from None
+        return _json_body(content)
+
+    async def _post_plain(self, model: ModelConfig, target: _PlainTarget, path: str, body: Json) -> Json:
+        origin, prefix, upstream_model = target
         try:
-            return orjson.loads(content)
-        except orjson.JSONDecodeError:
-            raise UpstreamError("server_error", "upstream sent a body that is not JSON") from None
+            async with asyncio.timeout(model.timeout_s):
+                response = await origin.post(prefix + path, self._payload(upstream_model, body))
+        except TimeoutError:
+            raise UpstreamError("timeout", f"no answer within {model.timeout_s}s") from None
+        except _CONNECTION_ERRORS as error:
+            raise UpstreamError("connection", f"{type(error).__name__}: {error}") from None
+        if response.status >= 400:
+            raise _error_from(response.status, response.headers, response.body)
+        return _json_body(response.body)
 
     async def complete(self, model: ModelConfig, body: Json) -> Json:
         return await self._post(model, "/chat/completions", body)
@@ -146,6 +188,8 @@ class OpenAICompatUpstream:
             return await session.post(url, data=payload, timeout=timeout)  # see _post: once, on a fresh connection
 
     async def aclose(self) -> None:
+        self._http1.close()
+        self._plain_targets.clear()
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
