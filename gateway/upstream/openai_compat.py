@@ -127,7 +127,7 @@ class OpenAICompatUpstream:
                         raise
                     # Almost always a pooled connection the upstream closed while it sat idle, in which
                     # case the request never arrived: one more try on a fresh connection.
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError("timeout", f"no answer within {model.timeout_s}s") from None
         except _CONNECTION_ERRORS as error:
             raise UpstreamError("connection", f"{type(error).__name__}: {error}") from None
@@ -175,7 +175,7 @@ class OpenAICompatUpstream:
                         raise UpstreamError("server_error", "upstream sent a stream event that is not JSON") from None
             finally:
                 response.release()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError("timeout", f"stream stalled past {model.timeout_s}s") from None
         except _CONNECTION_ERRORS as error:
             raise UpstreamError("connection", f"{type(error).__name__}: {error}") from None
