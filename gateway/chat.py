@@ -134,11 +134,9 @@ class ChatRun:
 
     def _finish_metrics(self, model_name: str, status: str, duration_s: float | None = None) -> None:
         metrics = self.state.metrics
-        metrics.active_tenants.add(self.tenant_id)
-        metrics.requests.labels(self.tenant_id, model_name, status).inc()
         if duration_s is None:
             duration_s = time.perf_counter() - self.plan.started
-        metrics.duration.labels(self.tenant_id, model_name).observe(duration_s)
+        metrics.observe_request(self.tenant_id, model_name, status, duration_s)
         for call in self.account.calls:
             metrics.observe_call(self.tenant_id, call.model, call.prompt_tokens, call.completion_tokens, call.cost_usd)
 

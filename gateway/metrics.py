@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -44,11 +46,25 @@ class Metrics:
 
         # Tenants with traffic since the budget gauges were last refreshed (off the hot path).
         self.active_tenants: set[str] = set()
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """metric.labels(*labels), memoized: prometheus_client takes a lock and rebuilds the key on every call."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def observe_request(self, tenant: str, model: str, status: str, duration_s: float) -> None:
+        self.active_tenants.add(tenant)
+        self.child(self.requests, tenant, model, status).inc()
+        self.child(self.duration, tenant, model).observe(duration_s)
 
     def observe_call(self, tenant: str, model: str, prompt_tokens: int, completion_tokens: int, cost_usd: float) -> None:
-        self.tokens.labels(tenant, model, "prompt").inc(prompt_tokens)
-        self.tokens.labels(tenant, model, "completion").inc(completion_tokens)
-        self.cost.labels(tenant, model).inc(cost_usd)
+        self.child(self.tokens, tenant, model, "prompt").inc(prompt_tokens)
+        self.child(self.tokens, tenant, model, "completion").inc(completion_tokens)
+        self.child(self.cost, tenant, model).inc(cost_usd)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

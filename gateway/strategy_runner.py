@@ -229,11 +229,9 @@ class StrategyExecution:
 
     def _observe(self, result: Any, status: str) -> None:
         metrics = self.run.state.metrics
-        metrics.active_tenants.add(self.run.tenant_id)
         for call in result.calls:
             metrics.observe_call(self.run.tenant_id, call.model, call.prompt_tokens, call.completion_tokens, call.cost_usd)
-        metrics.requests.labels(self.run.tenant_id, self.run.plan.model.name, status).inc()
-        metrics.duration.labels(self.run.tenant_id, self.run.plan.model.name).observe(time.perf_counter() - self.run.plan.started)
+        metrics.observe_request(self.run.tenant_id, self.run.plan.model.name, status, time.perf_counter() - self.run.plan.started)
 
     def _response_body(self, result: Any) -> dict[str, Any]:
         usage = result.usage.as_dict()
