@@ -20,12 +20,17 @@ For each it sends distinct prompts at each concurrency, stream off and on, and r
 percentiles, RPS, and CPU from /proc: the server's whole process tree (uvicorn workers included),
 Redis and the load generator itself. Overhead = the gateway's latency minus direct's at the same
 concurrency and stream mode. Ratios matter; absolute times move between runs.
+
+While one case is measured, the other servers are paused with SIGSTOP (``--no-isolate`` turns
+that off): on 2 cores, the idle timers and background loops of six other servers otherwise add
+noise to every c=1 latency, and most to the sub-millisecond ones.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -37,7 +42,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +131,24 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float, header
             last = type(exc).__name__
         time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer within {timeout_s:.0f}s ({last})")
+
+
+@contextmanager
+def paused(process_groups: list[int]) -> Iterator[None]:
+    """SIGSTOP these process groups (each server runs in its own session) for the duration."""
+    stopped = []
+    try:
+        for pgid in process_groups:
+            try:
+                os.killpg(pgid, signal.SIGSTOP)
+                stopped.append(pgid)
+            except ProcessLookupError:
+                pass
+        yield
+    finally:
+        for pgid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGCONT)
 
 
 class Proc:
@@ -268,6 +292,7 @@ class Plan:
     max_tokens: int
     warmup_time_limit_s: float = 5.0
     request_timeout_s: float = 30.0
+    isolate: bool = True
 
 
 @dataclass
@@ -462,7 +487,7 @@ def render(rows: list[Row], plan: Plan, info: dict[str, str], vers: dict[str, st
         f"Plan: concurrency {plan.concurrency}, stream {['on' if s else 'off' for s in plan.streams]}, N = {plan.n_c1} at c=1 and "
         f"{plan.n_cmany} above (each level stops issuing after {plan.time_limit_s:g} s; requests time out after "
         f"{plan.request_timeout_s:g} s), {plan.warmup} warm-up requests before each level, max_tokens {plan.max_tokens}, fake upstream delay "
-        f"{upstream_delay_ms} ms, distinct prompts. All servers run at once and each level is measured across all cases in turn. Load generator, upstream, Redis and the "
+        f"{upstream_delay_ms} ms, distinct prompts. All servers run at once and each level is measured across all cases in turn" + (", the other servers paused (SIGSTOP) while one is measured. " if plan.isolate else ". ") + "Load generator, upstream, Redis and the "
         f"servers share the machine. "
         f"Wall time {wall_s / 60:.1f} min." + (f" {note}" if note else ""),
         "",
@@ -513,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=12.0, help="seconds per measurement (no new request after it)")
     parser.add_argument("--request-timeout", type=float, default=30.0, help="seconds; a slower request counts as an error")
     parser.add_argument("--budget-min", type=float, default=14.0, help="cases that would start after this many minutes are skipped")
+    parser.add_argument("--no-isolate", dest="isolate", action="store_false",
+                        help="keep the other servers running while one is measured (default: pause them)")
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--upstream-delay-ms", type=float, default=0.0)
     parser.add_argument("--router-featurizer", default="minilm", help="featurizer of the auto-routing artifact (minilm | static)")
@@ -531,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
                 n_c1=args.n_c1 or (60 if quick else 300), n_cmany=args.n or (200 if quick else 1000),
                 warmup=args.warmup if args.warmup is not None else (20 if quick else 50),
                 time_limit_s=args.time_limit if not quick else min(args.time_limit, 10.0), max_tokens=args.max_tokens,
-                request_timeout_s=args.request_timeout)
+                request_timeout_s=args.request_timeout, isolate=args.isolate)
     results_path = args.results or (None if quick else REPO / "bench" / "RESULTS.md")
     install_uvloop()
     t_start = time.monotonic()
@@ -634,7 +661,9 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"SKIP level stream={stream} c={c}: time budget used up")
                     continue
                 for t in targets_:
-                    rows.append(measure(t, stream, c, plan, log))
+                    others = [o.server_pid for o in targets_ if o is not t and o.server_pid is not None] if plan.isolate else []
+                    with paused(others):
+                        rows.append(measure(t, stream, c, plan, log))
         order = {case: i for i, case in enumerate(args.cases)}
         rows.sort(key=lambda r: (order[r.case], r.stream, r.concurrency))
     finally:

@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from bench.compare import RESULTS_BEGIN, RESULTS_END, parse_stat, tree_cpu_s, update_results
+from bench.compare import (
+    RESULTS_BEGIN,
+    RESULTS_END,
+    parse_stat,
+    paused,
+    tree_cpu_s,
+    update_results,
+)
 from bench.fake_upstream import FakeUpstream
 from bench.load import LoadSpec, make_prompt, percentile, run_load
 from tests.support.servers import ThreadedServer
@@ -64,3 +74,32 @@ def test_load_run_counts_requests_and_errors() -> None:
     assert "ttfb_p50_ms" in streamed
     assert (failing["ok"], failing["errors"]) == (0, 5)
     assert any("http 500" in k for k in failing["error_samples"])
+
+
+def _states(pids: list[int], settle_for: str | None = None) -> list[str]:
+    """Process states from /proc; with `settle_for`, polls briefly, since signals are delivered asynchronously."""
+    for _ in range(200):
+        states = [Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] for pid in pids]
+        if settle_for is None or all(state == settle_for for state in states):
+            return states
+        time.sleep(0.01)
+    return states
+
+
+def test_paused_stops_whole_process_groups_and_resumes_them() -> None:
+    # A parent with a child in its own session, like a uvicorn server with workers.
+    script = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        for _ in range(100):
+            children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+            if children:
+                break
+            time.sleep(0.05)
+        group = [proc.pid, *children]
+        with paused([proc.pid, 999_999_999]):  # a group that is gone is skipped
+            assert _states(group, settle_for="T") == ["T", "T"]
+        assert "T" not in _states(group, settle_for="S")
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()
