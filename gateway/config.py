@@ -95,6 +95,9 @@ class StrategyDefaults(_Strict):
     model_config = ConfigDict(extra="allow")
 
     strategy: str | None = None
+    # A configured chat model that grades candidates for `selector: reward`;
+    # overrides `strategies.reward_model`.
+    reward_model: str | None = None
 
 
 class ApiKeyConfig(_Strict):
@@ -146,6 +149,9 @@ class StrategiesConfig(_Strict):
     # A stopping-policy table fitted offline (`ttc strategies fit-policy`) for `adaptive`;
     # without one, adaptive stops on vote consistency.
     policy: str | None = None
+    # Default generative reward model for `selector: reward` (a configured chat model, asked
+    # for a 0-10 grade per candidate); a tenant's `strategy.reward_model` overrides it.
+    reward_model: str | None = None
 
 
 class ServerSettings(_Strict):
@@ -200,6 +206,12 @@ class GatewayConfig(_Strict):
             missing = [f for f in model.fallbacks if f not in known]
             if missing:
                 raise ValueError(f"model {model.name!r} lists unknown fallbacks {missing}")
+        chat = {m.name for m in self.models if m.mode == "chat"}
+        reward_models = [("strategies.reward_model", self.strategies.reward_model)] + [
+            (f"tenant {t.id!r} strategy.reward_model", t.strategy.reward_model) for t in self.tenants]
+        for where, name in reward_models:
+            if name is not None and name not in chat:
+                raise ValueError(f"{where} {name!r} is not a configured chat model")
         ids = [t.id for t in self.tenants]
         if len(ids) != len(set(ids)):
             raise ValueError("duplicate tenant ids")

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -105,6 +105,15 @@ class GatewayGenerator:
         return completions
 
 
+def difficulty_fn_for(router: Any, model_name: str) -> Callable[[str], Awaitable[float | None]]:
+    """strategies.DifficultyFn over the router: async, and off the event loop (featurizing is CPU work)."""
+
+    async def difficulty(text: str) -> float | None:
+        return float(await asyncio.to_thread(router.difficulty, text, model_name))
+
+    return difficulty
+
+
 def _split(total: int, weights: list[int]) -> list[int]:
     if not weights:
         return []
@@ -141,6 +150,9 @@ def strategy_spec(run: ChatRun, request: ChatCompletionRequest, name: str) -> An
 
     tenant = run.account.tenant
     defaults = {k: v for k, v in tenant.strategy.model_dump(exclude_none=True).items()}
+    global_reward = run.state.config.strategies.reward_model
+    if global_reward is not None:
+        defaults.setdefault("reward_model", global_reward)
     requested = request.ttc.model_dump(exclude_none=True) if request.ttc else {}
     for key in ROUTING_KEYS:
         requested.pop(key, None)
@@ -149,9 +161,24 @@ def strategy_spec(run: ChatRun, request: ChatCompletionRequest, name: str) -> An
     if caps:
         requested["max_cost_per_request_usd"] = min(caps)
     try:
-        return parse_spec(requested, defaults)
+        spec = parse_spec(requested, defaults)
     except TTCSpecError as error:
         raise invalid_request(str(error), param="ttc") from None
+    if spec.selector == "reward":
+        _check_reward_model(run, spec.reward_model)
+    return spec
+
+
+def _check_reward_model(run: ChatRun, name: str | None) -> None:
+    """Refuse `selector: reward` before any sample is paid for, not after.
+
+    Gateway models attach no scores of their own, so without a reward model the
+    selector could only fail once the candidates were drawn.
+    """
+    if name is None:
+        raise invalid_request("selector 'reward' needs a reward model: set strategies.reward_model or the "
+                              "tenant's strategy.reward_model in the config", param="ttc")
+    GatewayGenerator.for_run(run).model(name)  # unknown, not allowed or not chat: 404 model_not_found
 
 
 async def run_strategy(run: ChatRun, request: ChatCompletionRequest, name: str) -> Response:
@@ -190,7 +217,7 @@ class StrategyExecution:
             return None, None
         prompt = prompt_text(self.run.plan.messages)
         difficulty = await asyncio.to_thread(router.difficulty, prompt, name)
-        return float(difficulty), (lambda text: float(router.difficulty(text, name)))
+        return float(difficulty), difficulty_fn_for(router, name)
 
     async def _on_progress(self, event: Any) -> None:
         self.progress.put_nowait(event)

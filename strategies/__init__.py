@@ -9,7 +9,7 @@ comments, driven by the `progress` callback or a timer):
 
 * `single`      -- the upstream call itself; the gateway may pass its stream through.
 * `best_of_n`   -- the slowest of N parallel samples (+ one judge call for `judge`,
-                   + the reward scorer for `reward`).
+                   + one round of parallel grading calls for a `reward` model).
 * `adaptive`    -- the sum of its waves (1 wave when the first is decisive;
                    at most ceil((N - first_wave) / wave) + 1 waves).
 * `refine`      -- draft + 2 calls per round run (critique, revise); an accepted

@@ -14,7 +14,10 @@ or None), the ledger balance and the per-request cap:
   verifier (`selector: verifier`), stop at the first sample that passes.
 
 Each wave is reserved on its own and settled as soon as it returns, so an early
-stop never holds budget. Under a tight budget it degrades -- fewer samples,
+stop never holds budget. With a `judge` or `reward` selector, each wave's
+reservation also holds back the selection step's worst case over the samples
+drawn so far (kept open until the next wave), so sampling never spends the
+money that step needs: a wave that would leave too little is not drawn. Under a tight budget it degrades -- fewer samples,
 then a single call on the cheap model -- and raises `InsufficientBudget` only
 when not even that fits. If the budget runs out between waves, it answers with
 the best vote so far and flags `budget_exhausted`.
@@ -29,7 +32,7 @@ from .base import Completion, Message, StrategyError, StrategyInfo, StrategyResu
 from .common import finish, insufficient
 from .context import RunContext
 from .policy import ConsistencyPolicy, StoppingPolicy, TablePolicy, checkpoints
-from .selectors import Selection, run_verifier, select
+from .selectors import Selection, run_verifier, select, selection_cost
 from .single import run_single
 from .votes import answer_key, representative, tally
 
@@ -51,9 +54,8 @@ async def run_adaptive(messages: list[Message], ctx: RunContext) -> StrategyResu
     if p is not None and p < spec.hopeless_threshold and spec.strong_model and spec.strong_model != model:
         return await _single(messages, ctx, spec.strong_model, "adaptive: predicted too hard, escalated to strong model")
 
-    per_sample = ctx.estimate(messages, 1, model=model)
     available = await ctx.meter.available_usd()
-    affordable = requested if per_sample <= 0 or math.isinf(available) else int(available // per_sample)
+    affordable = _affordable(messages, ctx, model, requested, available)
     if affordable < 1:
         cheap = spec.cheap_model
         if cheap and cheap != model and ctx.estimate(messages, 1, model=cheap) <= available:
@@ -84,17 +86,19 @@ async def run_adaptive(messages: list[Message], ctx: RunContext) -> StrategyResu
         size = target - len(completions)
         if size <= 0:
             continue
-        got = await ctx.meter.reserve_largest(lambda k: ctx.estimate(messages, k, model=model), size)
+        await ctx.meter.close()  # settle the previous wave before reserving the next
+        got = await ctx.meter.reserve_largest(lambda k: _wave_cost(messages, ctx, model, len(completions), k), size)
         if got is None:
             if not completions:
                 raise await insufficient(ctx, messages, model)
             exhausted = True
             break
-        try:
-            wave = await ctx.meter.generate(messages, got, model=model, role="sample", **ctx.call_params(sampling=True))
-        finally:
-            await ctx.meter.close()  # settle this wave now: an early stop holds nothing
+        wave = await ctx.meter.generate(messages, got, model=model, role="sample", **ctx.call_params(sampling=True))
         completions.extend(wave)
+        if _selection_cost(messages, ctx, len(completions)) <= 0:
+            await ctx.meter.close()  # nothing held back: an early stop holds nothing
+        # Otherwise the hold stays open until the next wave: if sampling stops
+        # here, the judge/reward step runs on the money held back for it.
         await ctx.meter.emit_wave(drawn=len(completions))
         if use_verifier:
             for i in range(len(completions) - len(wave), len(completions)):
@@ -129,15 +133,39 @@ async def _pick(
     if passed is not None:
         return Selection(passed, answer_key(completions[passed], ctx.spec.extractor), "verifier")
     if ctx.spec.selector in ("reward", "judge") and len(completions) > 1:
-        # Judge calls were not reserved wave by wave: reserve one now and fall
-        # back to the vote if it does not fit.
-        if ctx.spec.selector == "judge":
-            from .selectors import judge_cost
-
-            if not await ctx.meter.reserve(judge_cost(ctx, messages, len(completions))):
-                return _vote(completions, ctx)
+        need = _selection_cost(messages, ctx, len(completions))
+        if need > 0 and not ctx.meter.fits(need):
+            # The last wave's hold was settled before a refused reserve for the
+            # next one: take the held-back amount again. Only a concurrent
+            # request can have taken it meanwhile; then the selector falls
+            # back to the vote and says so.
+            await ctx.meter.close()
+            await ctx.meter.reserve(need)
         return await select(ctx.spec.selector, messages, completions, ctx)
     return _vote(completions, ctx)
+
+
+def _selection_cost(messages: list[Message], ctx: RunContext, drawn: int) -> float:
+    return selection_cost(ctx, messages, drawn, ctx.spec.selector)
+
+
+def _wave_cost(messages: list[Message], ctx: RunContext, model: str | None, drawn: int, k: int) -> float:
+    """A wave of k more samples, plus the selection step's worst case over all
+    drawn + k: a wave is drawn only if the judge/reward step still fits after it."""
+    return ctx.estimate(messages, k, model=model) + _selection_cost(messages, ctx, drawn + k)
+
+
+def _affordable(
+    messages: list[Message], ctx: RunContext, model: str | None, requested: int, available: float
+) -> int:
+    """The most samples (<= requested) that fit `available` with the selection step over them."""
+    if math.isinf(available):
+        return requested
+    per_sample = ctx.estimate(messages, 1, model=model)
+    k = requested
+    while k >= 1 and k * per_sample + _selection_cost(messages, ctx, k) > available + 1e-12:
+        k -= 1
+    return k
 
 
 def _vote(completions: list[Completion], ctx: RunContext) -> Selection:

@@ -1,8 +1,9 @@
 """`best_of_n`: N samples in parallel, one selector picks the answer.
 
-Worst case reserved up front: N samples (plus the judge call for `judge`). If
-that does not fit the budget or the per-request cap, N shrinks until it does
-(`degraded: true`); N=1 is a plain single call.
+Worst case reserved up front: N samples, plus the judge call for `judge` or
+the N grading calls of a `reward` model. If that does not fit the budget or
+the per-request cap, N shrinks until it does (`degraded: true`); N=1 is a
+plain single call.
 """
 
 from __future__ import annotations
@@ -10,14 +11,11 @@ from __future__ import annotations
 from .base import Completion, Message, StrategyInfo, StrategyResult
 from .common import finish, insufficient
 from .context import RunContext
-from .selectors import Selection, judge_cost, select
+from .selectors import Selection, select, selection_cost
 
 
 def worst_case(ctx: RunContext, messages: list[Message], n: int, selector: str, model: str | None) -> float:
-    cost = ctx.estimate(messages, n, model=model)
-    if selector == "judge" and n > 1:
-        cost += judge_cost(ctx, messages, n)
-    return cost
+    return ctx.estimate(messages, n, model=model) + selection_cost(ctx, messages, n, selector)
 
 
 async def sample_and_select(

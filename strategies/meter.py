@@ -8,7 +8,8 @@ enforces the budget rules of issue 6 in one place:
 * the per-request cap (`max_cost_per_request_usd`) bounds the sum of all
   reservations of the request;
 * `close()` settles the open reservation on the actual cost the moment a
-  strategy stops, which releases whatever it did not use;
+  strategy stops, which releases whatever it did not use; `release_unused()`
+  gives back the part of a plan that turned out not to be needed mid-way;
 * every completion becomes one :class:`CallRecord`, so `usage` and
   `ttc.calls` sum all internal calls;
 * `n > 1` becomes one request when the model supports native `n`, and that many
@@ -88,6 +89,10 @@ class Meter:
             return 0.0
         return self._hold.amount_usd - self._charged - self._inflight
 
+    def fits(self, amount_usd: float) -> bool:
+        """Whether calls worth `amount_usd` (worst case) fit the open reservation."""
+        return self._hold is not None and amount_usd <= self.hold_left_usd + _EPS
+
     async def reserve(self, amount_usd: float) -> bool:
         """Open a reservation of `amount_usd`. One open reservation at a time."""
         if self._hold is not None:
@@ -122,6 +127,30 @@ class Meter:
                 return k
             k -= 1
         return None
+
+    async def release_unused(self, keep_usd: float) -> bool:
+        """Shrink the open reservation to what it charged plus `keep_usd`, now.
+
+        For a plan that learns mid-way it needs less than it reserved (SCALE
+        after decomposing into fewer sub-problems): the surplus goes back to
+        the tenant at once instead of when the strategy ends. A Budget has no
+        partial release, so the hold is settled on its actual cost and
+        `keep_usd` reserved afresh; each hold still settles at most its own
+        amount. Returns False when that fresh reserve is refused (another
+        request took the money in between): the meter then has no open hold,
+        and the next call raises `OutOfReservation` like any budget stop.
+        """
+        if self._hold is None:
+            return False
+        if self._inflight > 0:
+            # An in-flight call's cost would land on the new hold unreserved.
+            raise RuntimeError("release_unused with calls in flight")
+        if keep_usd >= self.hold_left_usd - _EPS:
+            return True  # nothing to give back
+        await self.close()
+        if keep_usd <= 0.0:
+            return True
+        return await self.reserve(keep_usd)
 
     async def close(self) -> None:
         """Settle the open reservation on actual cost; releases the unused part."""

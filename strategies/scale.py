@@ -10,8 +10,11 @@
 4. Solve in order, each sub-problem seeing the earlier sub-answers, then
    synthesize the final answer.
 
-The worst case (every sub-problem hard, `max_subproblems` of them) is reserved
-up front. If it does not fit, the plan degrades along a ladder -- first fewer
+The worst case (`max_subproblems` sub-problems, each on its dearer path) is
+reserved up front, and shrunk as stages finish: after decomposition (often
+fewer sub-problems), after rating (easy ones are cheap) and after each step,
+the part of the reservation the rest of the plan can no longer need is
+released at once (`Meter.release_unused`). If it does not fit, the plan degrades along a ladder -- first fewer
 System-2 samples/rounds, then fewer sub-problems -- and, as a last resort, to a
 plain single call. An unparseable decomposition runs the whole problem as one
 hard sub-problem.
@@ -44,6 +47,7 @@ RATE_SYSTEM = (
     "Rate how hard each numbered sub-problem is, from 1 (trivial) to 5 (very hard). "
     'Reply with only JSON: {"ratings": [<1-5 for each sub-problem, in order>]}'
 )
+RATE_MAX_TOKENS = 64
 SOLVE_TEMPLATE = "## Problem\n{problem}\n\n{context}## Now solve this step\n{question}"
 SYNTH_INSTRUCTION = (
     "Solved steps:\n{steps}\n\nUsing these steps, give the complete final answer to the original "
@@ -109,6 +113,11 @@ def solve_messages(messages: list[Message], steps: list[Step], question: str) ->
     ]
 
 
+def rate_messages(questions: list[str]) -> list[Message]:
+    listing = "\n".join(f"{i + 1}. {q}" for i, q in enumerate(questions))
+    return [{"role": "system", "content": RATE_SYSTEM}, {"role": "user", "content": listing}]
+
+
 def synth_messages(messages: list[Message], steps: list[Step]) -> list[Message]:
     listing = "\n".join(f"{i + 1}. {s.question}\n   -> {s.answer}" for i, s in enumerate(steps))
     return [*messages, {"role": "user", "content": SYNTH_INSTRUCTION.format(steps=listing)}]
@@ -128,26 +137,80 @@ class _Plan:
     def uses_llm_rating(self) -> bool:
         return self.ctx.spec.difficulty_source == "llm" or self.ctx.difficulty_fn is None
 
-    def hard_cost(self, extra: int) -> float:
-        ctx, msgs = self.ctx, solve_messages(self.messages, [], "")
+    def hard_cost(self, msgs: list[Message], extra: int) -> float:
+        ctx = self.ctx
         if ctx.spec.hard_strategy == "refine":
             return refine_worst_case(ctx, msgs, self.hard_size - 1, draft_model=self.strong,
                                      extra_prompt_tokens=extra)
         return ctx.estimate(msgs, self.hard_size, model=self.strong, extra_prompt_tokens=extra)
 
+    def easy_cost(self, msgs: list[Message], extra: int) -> float:
+        return self.ctx.estimate(msgs, 1, model=self.cheap, max_tokens=self.ctx.spec.system1_max_tokens,
+                                 extra_prompt_tokens=extra)
+
+    def answer_cap(self, hard: bool | None) -> int:
+        """Most tokens a step's answer adds to later prompts (None: not rated yet)."""
+        easy, hard_cap = self.ctx.spec.system1_max_tokens, self.ctx.max_tokens
+        if hard is None:
+            return max(easy, hard_cap)
+        return hard_cap if hard else easy
+
     def worst_case(self) -> float:
-        ctx, spec = self.ctx, self.ctx.spec
-        plan_tokens, out_tokens = spec.plan_max_tokens, ctx.max_tokens
-        cost = ctx.estimate(self.decompose_messages(), 1, model=self.planner, max_tokens=plan_tokens)
-        if self.uses_llm_rating:
-            cost += ctx.estimate([{"role": "system", "content": RATE_SYSTEM}], 1, model=self.planner,
-                                 max_tokens=64, extra_prompt_tokens=plan_tokens)
-        for i in range(self.subproblems):
-            # Each step's prompt carries the step text and all earlier answers.
-            cost += self.hard_cost(plan_tokens + i * out_tokens)
-        cost += ctx.estimate(synth_messages(self.messages, []), 1, model=self.strong,
-                             extra_prompt_tokens=plan_tokens + self.subproblems * out_tokens)
-        return cost
+        cost = self.ctx.estimate(self.decompose_messages(), 1, model=self.planner,
+                                 max_tokens=self.ctx.spec.plan_max_tokens)
+        return cost + self.remaining_cost([None] * self.subproblems, done=0, rate=self.uses_llm_rating)
+
+    def remaining_cost(
+        self, hard: list[bool | None], *, done: int, rate: bool, questions: list[str] | None = None
+    ) -> float:
+        """Worst case of what is left once the first `done` steps are solved.
+
+        `hard[i]` is step i's rating, None before rating (then the dearer of
+        the two paths). Each step's prompt carries the step texts and all
+        earlier answers. Before decomposition the texts are unknown and priced
+        at the decomposition's `plan_max_tokens`; once `questions` are known
+        they are priced as they are (an unparseable decomposition runs the
+        whole prompt as one step, which may be longer than that cap).
+        """
+        ctx = self.ctx
+        placeholders = [Step(q, None, False, "") for q in questions or []]
+
+        def step_prompt(i: int) -> tuple[list[Message], int]:
+            if questions is None:
+                return solve_messages(self.messages, [], ""), ctx.spec.plan_max_tokens
+            return solve_messages(self.messages, placeholders[:i], questions[i]), 0
+
+        cost = 0.0
+        if rate:
+            if questions is None:
+                cost += ctx.estimate(rate_messages([]), 1, model=self.planner, max_tokens=RATE_MAX_TOKENS,
+                                     extra_prompt_tokens=ctx.spec.plan_max_tokens)
+            else:
+                cost += ctx.estimate(rate_messages(questions), 1, model=self.planner, max_tokens=RATE_MAX_TOKENS)
+        answers = sum(self.answer_cap(h) for h in hard[:done])
+        for i in range(done, len(hard)):
+            msgs, texts = step_prompt(i)
+            h, extra = hard[i], texts + answers
+            if h is None:
+                cost += max(self.hard_cost(msgs, extra), self.easy_cost(msgs, extra))
+            else:
+                cost += self.hard_cost(msgs, extra) if h else self.easy_cost(msgs, extra)
+            answers += self.answer_cap(h)
+        if questions is None:
+            synth, texts = synth_messages(self.messages, []), ctx.spec.plan_max_tokens
+        else:
+            synth, texts = synth_messages(self.messages, placeholders), 0
+        return cost + ctx.estimate(synth, 1, model=self.strong, extra_prompt_tokens=texts + answers)
+
+    async def release(self, questions: list[str], hard: list[bool | None], *, done: int, rate: bool = False) -> None:
+        """Give back now what the rest of the plan can no longer need.
+
+        Decomposition may yield fewer sub-problems than reserved for, rating
+        may find easy ones, and each solved step's worst case is behind us:
+        the surplus returns to the tenant at once, not when SCALE ends.
+        """
+        keep = self.remaining_cost(hard, done=done, rate=rate, questions=questions)
+        await self.ctx.meter.release_unused(keep)
 
     def decompose_messages(self) -> list[Message]:
         system = DECOMPOSE_SYSTEM.format(k=self.subproblems)
@@ -168,10 +231,8 @@ async def _rate(plan: _Plan, questions: list[str]) -> list[float | None]:
     if not plan.uses_llm_rating:
         assert ctx.difficulty_fn is not None
         return [await ctx.difficulty_fn(q) for q in questions]
-    listing = "\n".join(f"{i + 1}. {q}" for i, q in enumerate(questions))
     [reply] = await ctx.meter.generate(
-        [{"role": "system", "content": RATE_SYSTEM}, {"role": "user", "content": listing}],
-        1, model=plan.planner, role="rate", **ctx.call_params(max_tokens=64),
+        rate_messages(questions), 1, model=plan.planner, role="rate", **ctx.call_params(max_tokens=RATE_MAX_TOKENS),
     )
     return parse_ratings(reply.text, len(questions))
 
@@ -203,13 +264,16 @@ async def run_scale(messages: list[Message], ctx: RunContext) -> StrategyResult:
         [dec] = await ctx.meter.generate(plan.decompose_messages(), 1, model=plan.planner, role="decompose",
                                          **ctx.call_params(max_tokens=ctx.spec.plan_max_tokens))
         questions = parse_decomposition(dec.text, plan.subproblems) or [user_prompt(messages)]
+        await plan.release(questions, [None] * len(questions), done=0, rate=plan.uses_llm_rating)
         ratings = await _rate(plan, questions)
-        for q, p in zip(questions, ratings):
-            # Unknown difficulty counts as hard: under-spending on a hard step
-            # costs more accuracy than over-spending on an easy one.
-            hard = p is None or p < ctx.spec.easy_threshold
-            chosen = await _solve(plan, solve_messages(messages, steps, q), hard)
-            steps.append(Step(q, p, hard, chosen.text))
+        # Unknown difficulty counts as hard: under-spending on a hard step
+        # costs more accuracy than over-spending on an easy one.
+        hard: list[bool | None] = [p is None or p < ctx.spec.easy_threshold for p in ratings]
+        await plan.release(questions, hard, done=0)
+        for i, (q, p) in enumerate(zip(questions, ratings)):
+            chosen = await _solve(plan, solve_messages(messages, steps, q), bool(hard[i]))
+            steps.append(Step(q, p, bool(hard[i]), chosen.text))
+            await plan.release(questions, hard, done=i + 1)
         [chosen] = await ctx.meter.generate(synth_messages(messages, steps), 1, model=plan.strong,
                                             role="synthesize", **ctx.call_params())
     except OutOfReservation:

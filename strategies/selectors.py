@@ -6,11 +6,13 @@
   candidates and names the best one as JSON.
 * `verifier` -- a user callable (unit tests, a regex); the first candidate that
   passes wins.
-* `reward` -- a reward-model score per candidate (an injected async scorer, or
-  scores the Generator attached); the highest wins.
+* `reward` -- a reward-model score per candidate (an injected async scorer, a
+  configured chat model grading each candidate, see `reward`, or scores the
+  Generator attached); the highest wins.
 
 Every selector that cannot decide (judge output unparseable, no candidate
-passes the verifier) falls back to majority and says so in `Selection.method`.
+passes the verifier, no budget left for the judge or reward calls) falls back
+to majority and says so in `Selection.method`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from .base import Completion, Message, StrategyError
 from .context import RunContext
 from .meter import OutOfReservation
+from .reward import reward_cost, score_with_reward_model, uses_reward_model
 from .votes import answer_key, representative, tally
 
 
@@ -153,10 +156,57 @@ async def reward_scores(messages: list[Message], completions: list[Completion], 
     raise StrategyError("selector 'reward' needs a reward model configured for this tenant")
 
 
+def _fallback(completions: list[Completion], ctx: RunContext, selector: str, why: str) -> Selection:
+    vote = select_majority(completions, ctx.spec.extractor)
+    return Selection(vote.index, vote.answer, f"{selector}->majority", {"why": why, **vote.detail})
+
+
 async def select_reward(messages: list[Message], completions: list[Completion], ctx: RunContext) -> Selection:
-    scores = await reward_scores(messages, completions, ctx)
-    idx = max(range(len(completions)), key=lambda i: scores[i])
+    if uses_reward_model(ctx):
+        if len(completions) == 1:
+            return Selection(0, answer_key(completions[0], ctx.spec.extractor), "reward", {"skipped": "one candidate"})
+        # All or nothing: grading only the candidates that fit would spend money
+        # on a comparison that cannot be made.
+        if not ctx.meter.fits(reward_cost(ctx, messages, len(completions))):
+            return _fallback(completions, ctx, "reward", "no budget for reward model")
+        try:
+            scores = await score_with_reward_model(messages, completions, ctx)
+        except OutOfReservation:
+            return _fallback(completions, ctx, "reward", "no budget for reward model")
+    else:
+        scores = await reward_scores(messages, completions, ctx)
+    idx = _best_scored(completions, scores, ctx.spec.extractor)
     return Selection(idx, answer_key(completions[idx], ctx.spec.extractor), "reward", {"scores": scores})
+
+
+def _best_scored(completions: list[Completion], scores: list[float], extractor: str) -> int:
+    """Highest score; ties go to the answer with most votes, then draw order.
+
+    A grader that says the same for every candidate (or nothing parseable:
+    all 0) then degrades to the majority vote instead of to the first sample.
+    """
+    best = max(scores)
+    top = [i for i, s in enumerate(scores) if s >= best]
+    if len(top) == 1:
+        return top[0]
+    keys = [answer_key(c, extractor) for c in completions]
+    votes = {k: keys.count(k) for k in keys if k is not None}
+    return max(top, key=lambda i: (votes.get(keys[i], 0), -i))  # type: ignore[arg-type]
+
+
+def selection_cost(ctx: RunContext, messages: list[Message], n: int, selector: str) -> float:
+    """Worst case of the calls `selector` makes to pick one of n candidates.
+
+    Zero for selectors that make no metered call (majority, verifier, an
+    injected or attached reward score) and for a single candidate.
+    """
+    if n <= 1:
+        return 0.0
+    if selector == "judge":
+        return judge_cost(ctx, messages, n)
+    if selector == "reward" and uses_reward_model(ctx):
+        return reward_cost(ctx, messages, n)
+    return 0.0
 
 
 async def select(

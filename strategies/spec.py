@@ -35,6 +35,9 @@ class TTCSpec(BaseModel):
     cheap_model: str | None = None
     strong_model: str | None = None
     judge_model: str | None = None
+    # `selector: reward` without an injected scorer: a chat model used as a
+    # generative reward model (one 0-10 grading call per candidate).
+    reward_model: str | None = None
     draft_model: str | None = None
     critique_model: str | None = None
     revise_model: str | None = None
@@ -46,6 +49,9 @@ class TTCSpec(BaseModel):
     sample_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     judge_max_tokens: int = Field(default=512, ge=16)
     critique_max_tokens: int = Field(default=512, ge=16)
+    # The reward model is asked for a bare score; a small cap keeps its
+    # reserved worst case (paid once per candidate) close to its real cost.
+    reward_max_tokens: int = Field(default=32, ge=4)
     # Output cap used for reservations when the request sets no max_tokens.
     default_max_tokens: int = Field(default=1024, ge=1)
 

@@ -85,6 +85,8 @@ def test_env_secrets_are_resolved_at_call_time(monkeypatch: pytest.MonkeyPatch) 
         (lambda d: d["models"][0].update(colour="blue"), "models.0.colour"),
         (lambda d: d["models"][0].update(fallbacks=["nope"]), "unknown fallbacks"),
         (lambda d: d.update(models=d["models"] * 2), "duplicate model names"),
+        (lambda d: d.update(strategies={"reward_model": "nope"}), "strategies.reward_model 'nope' is not a configured chat model"),
+        (lambda d: d["tenants"][0].update(strategy={"reward_model": "nope"}), "tenant 'demo' strategy.reward_model"),
     ],
 )
 def test_errors_name_the_bad_field(tmp_path: Path, mutate: object, expected: str) -> None:

@@ -113,3 +113,36 @@ def test_tenant_default_strategy_applies(fake_upstream: ThreadedServer, start_ga
     assert len(body.model_extra["ttc"]["calls"]) == 3
     plain = gw.client().chat.completions.create(model="fast", messages=MESSAGES, max_tokens=2, extra_body={"ttc": {"strategy": "single"}})
     assert plain.model_extra["ttc"]["strategy"] is None and len(plain.model_extra["ttc"]["calls"]) == 1
+
+
+def test_reward_selector_grades_with_the_configured_reward_model(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path) -> None:
+    config = base_config(fake_upstream.url, tmp_path)
+    config["models"].append(fake_model("grader", fake_upstream.url))
+    config["tenants"][0]["allowed_models"] = ["*"]
+    config["strategies"] = {"reward_model": "grader"}
+    gw = start_gateway(config)
+    raw = gw.client().chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=3,
+                                                                extra_body={"ttc": {"strategy": "best_of_n", "n": 3, "selector": "reward"}})
+    body = raw.parse()
+    ttc = body.model_extra["ttc"]
+    rewards = [c for c in ttc["calls"] if c["role"] == "reward"]
+    assert len(rewards) == 3 and len(ttc["calls"]) == 6
+    assert all(c["model"] == "grader" and c["cost_usd"] > 0 and c["completion_tokens"] > 0 for c in rewards)
+    assert body.usage.prompt_tokens == sum(c["prompt_tokens"] for c in ttc["calls"])
+    assert body.usage.completion_tokens == sum(c["completion_tokens"] for c in ttc["calls"])
+    assert body.usage.completion_tokens > sum(c["completion_tokens"] for c in ttc["calls"] if c["role"] != "reward")
+    assert float(raw.headers["x-ttc-cost-usd"]) == pytest.approx(sum(c["cost_usd"] for c in ttc["calls"]))
+    assert spent(gw) == pytest.approx(float(raw.headers["x-ttc-cost-usd"]), abs=1e-6)
+    # each grading request carries one candidate and the question
+    graded = [r for r in httpx.get(f"{fake_upstream.url}/_requests").json() if r.get("model") == "grader"][-3:]
+    assert len(graded) == 3 and all("What is 2 plus 2?" in r["messages"][-1]["content"] for r in graded)
+    assert all(r["temperature"] == 0.0 for r in graded)
+
+
+def test_reward_selector_without_a_reward_model_is_400_before_any_call(gw: RunningGateway, fake_upstream: ThreadedServer) -> None:
+    before = len(httpx.get(f"{fake_upstream.url}/_requests").json())
+    with pytest.raises(openai.BadRequestError) as info:
+        gw.client().chat.completions.create(model="fast", messages=MESSAGES, max_tokens=3,
+                                            extra_body={"ttc": {"strategy": "best_of_n", "n": 3, "selector": "reward"}})
+    assert "reward model" in info.value.response.json()["error"]["message"]
+    assert len(httpx.get(f"{fake_upstream.url}/_requests").json()) == before

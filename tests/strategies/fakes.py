@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from strategies.base import Completion, Message
+from strategies.base import Completion, Hold, Message
+from strategies.budget import InMemoryBudget
 
 Script = list[str] | Callable[[list[Message], int], str]
 
@@ -70,3 +71,30 @@ class ScriptedGenerator:
 
     def roles(self) -> list[str]:
         return [c.role for c in self.calls]
+
+
+@dataclass
+class TracingBudget(InMemoryBudget):
+    """An InMemoryBudget that logs every ledger event with the amount it moved
+    and the total still held open right after it, so tests can watch a
+    request's reservation shrink over time."""
+
+    trace: list[tuple[str, float, float]] = field(default_factory=list)
+
+    @property
+    def held_usd(self) -> float:
+        return sum(e.reserved_usd for e in self.entries.values() if e.settled_usd is None and not e.released)
+
+    async def reserve(self, amount_usd: float) -> Hold | None:
+        hold = await super().reserve(amount_usd)
+        if hold is not None:
+            self.trace.append(("reserve", amount_usd, self.held_usd))
+        return hold
+
+    async def settle(self, hold: Hold, actual_usd: float) -> None:
+        await super().settle(hold, actual_usd)
+        self.trace.append(("settle", actual_usd, self.held_usd))
+
+    async def release(self, hold: Hold) -> None:
+        await super().release(hold)
+        self.trace.append(("release", hold.amount_usd, self.held_usd))

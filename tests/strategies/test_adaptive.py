@@ -5,7 +5,7 @@ from strategies.policy import ConsistencyPolicy, TablePolicy, checkpoints
 from strategies.runner import run_strategy
 from strategies.spec import TTCSpec
 
-from .fakes import ScriptedGenerator
+from .fakes import ScriptedGenerator, TracingBudget
 
 MSGS = [{"role": "user", "content": "What is 6*7?"}]
 PARAMS = {"max_tokens": 20}
@@ -90,3 +90,31 @@ async def test_verifier_selector_without_verifier_is_a_config_error() -> None:
     with pytest.raises(StrategyError):
         await run(gen, n=4, selector="verifier")
     assert gen.calls == []
+
+
+async def test_judge_budget_is_held_back_from_sampling() -> None:
+    # Split votes keep adaptive sampling. A sample costs 0.03 (a wave: 0.01 + 0.02 per sample) and
+    # the judge over k candidates 0.03 + 0.028k. Drawing all 6 samples (0.17) would leave 0.08 of
+    # 0.25, too little for the judge, and the vote would decide: waves must leave the judge's share.
+    gen = ScriptedGenerator({"sample": ["\\boxed{1}", "\\boxed{2}"], "judge": ['{"best": 2}']})
+    budget = TracingBudget(balance_usd=0.25)
+    spec = TTCSpec(strategy="adaptive", n=6, selector="judge", judge_max_tokens=16)
+    res = await run_strategy(MSGS, spec, generator=gen, budget=budget, params=PARAMS)
+    assert res.meta["selector"] == "judge" and res.answer == "2"
+    assert gen.roles()[-1] == "judge" and res.strategy.degraded and not res.budget_exhausted
+    assert budget.spent_usd <= 0.25 and budget.open_holds == 0
+
+
+async def test_reward_model_budget_is_held_back_from_sampling() -> None:
+    # Each grading call costs (10 + 20 + 8) * 0.001 + 20 * 0.001 = 0.058.
+    def grade(messages: list, i: int) -> str:
+        return "Score: 9" if "\\boxed{2}" in messages[-1]["content"] else "Score: 2"
+
+    gen = ScriptedGenerator({"sample": ["\\boxed{1}", "\\boxed{2}"], "reward": grade})
+    budget = TracingBudget(balance_usd=0.25)
+    spec = TTCSpec(strategy="adaptive", n=6, selector="reward", reward_model="grader", reward_max_tokens=4)
+    res = await run_strategy(MSGS, spec, generator=gen, budget=budget, params=PARAMS)
+    assert res.meta["selector"] == "reward" and res.answer == "2"
+    rewards = [c for c in res.calls if c.role == "reward"]
+    assert len(rewards) == res.strategy.n and all(c.model == "grader" for c in rewards)
+    assert budget.spent_usd <= 0.25 and budget.open_holds == 0

@@ -1,11 +1,14 @@
 import json
+from collections.abc import Callable
+
+import pytest
 
 from strategies.budget import InMemoryBudget
 from strategies.runner import run_strategy
 from strategies.scale import parse_decomposition, parse_ratings
 from strategies.spec import TTCSpec
 
-from .fakes import ScriptedGenerator
+from .fakes import ScriptedGenerator, TracingBudget
 
 MSGS = [{"role": "user", "content": "A train goes 60 km/h for 2 h, then 40 km/h for 1 h. Average speed?"}]
 PARAMS = {"max_tokens": 20}
@@ -51,6 +54,39 @@ async def test_scale_degrades_to_single_when_plan_does_not_fit() -> None:
     res = await run_strategy(MSGS, TTCSpec(strategy="scale"), generator=gen, budget=InMemoryBudget(balance_usd=0.05),
                              params=PARAMS)
     assert res.strategy.name == "single" and res.strategy.degraded and res.text == "one shot"
+
+
+async def test_scale_releases_unused_plan_as_soon_as_decomposition_is_done() -> None:
+    # Reserved for 4 hard sub-problems; the decomposition yields 1. The surplus
+    # must go back before the solve and synthesis stages run, not at the end.
+    budget = TracingBudget()
+    held_when: dict[str, float] = {}
+
+    def at(role: str, text: str) -> Callable[[list, int], str]:
+        def script(messages: list, i: int) -> str:
+            held_when.setdefault(role, budget.held_usd)
+            return text
+        return script
+
+    one_step = json.dumps({"subproblems": [{"question": "Average speed?"}]})
+    gen = ScriptedGenerator({"decompose": at("decompose", one_step), "system2": at("system2", "\\boxed{53.3}"),
+                             "synthesize": at("synthesize", "\\boxed{53.3}")})
+
+    async def hard(q: str) -> float:
+        return 0.1
+
+    spec = TTCSpec(strategy="scale", max_subproblems=4, hard_n=3)
+    res = await run_strategy(MSGS, spec, generator=gen, budget=budget, params=PARAMS, difficulty_fn=hard)
+    assert gen.roles() == ["decompose", "system2", "synthesize"] and res.answer == "53.3"
+    first_hold = budget.trace[0][1]
+    assert held_when["decompose"] == pytest.approx(first_hold)
+    # after decomposition: only 1 step + synthesis is still held, far below the 4-step plan
+    assert held_when["system2"] < first_hold / 2
+    # the step spent its whole worst case here, so nothing more to give back before synthesis
+    assert held_when["synthesize"] <= held_when["system2"]
+    # every hold settled within its amount (InMemoryBudget raises otherwise), nothing left open
+    assert budget.open_holds == 0 and budget.spent_usd == pytest.approx(res.cost_usd)
+    assert [kind for kind, _, _ in budget.trace][:3] == ["reserve", "settle", "reserve"]
 
 
 def test_parsers() -> None:
