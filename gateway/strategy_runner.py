@@ -141,6 +141,10 @@ class AccountBudget:
     async def release(self, hold: Hold) -> None:
         await self.account.release(hold)
 
+    def watch(self, hold: Hold, interrupted_cost: Callable[[], float]) -> None:
+        # A shutdown drain charges this, instead of releasing calls the upstream already ran.
+        self.account.price_partial(hold, interrupted_cost)
+
     async def remaining_usd(self) -> float | None:
         return await self.account.remaining_usd()
 

@@ -249,6 +249,9 @@ class Budget(Protocol):
         only to size their plan, `reserve` stays the arbiter."""
         ...
 
+    # Optional: `watch(hold, interrupted_cost)` is called for every new Hold when the Budget has
+    # it; `interrupted_cost()` says what to charge that hold if the run is cut off before it settles.
+
 
 class InsufficientBudget(Exception):
     """Not even one `single` call fits the budget or the per-request cap.

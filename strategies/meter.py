@@ -65,6 +65,7 @@ class Meter:
         self._closed_total = 0.0  # settled amounts of earlier holds
         self.reserved_total = 0.0  # sum of every hold's amount (for reports)
         self.unreserved_cost_usd = 0.0
+        self.interrupted_usd = 0.0  # worst case charged for calls cut off by cancellation
 
     # ----------------------------------------------------------------- budget
     async def available_usd(self) -> float:
@@ -109,7 +110,21 @@ class Meter:
         self._hold = hold
         self._charged = 0.0
         self.reserved_total += hold.amount_usd
+        watch = getattr(self.budget, "watch", None)  # optional Budget hook, see `interrupted_cost_usd`
+        if watch is not None:
+            watch(hold, self.interrupted_cost_usd)
         return True
+
+    def interrupted_cost_usd(self) -> float:
+        """What the open hold should be charged if the run is cut off now (a server shutting down).
+
+        Finished calls at their actual cost, plus calls still in flight at their worst case: they
+        were sent, the provider bills them, and how far they got is unknown. Over-charging an
+        interrupted call is the side that keeps budgets holding; it never exceeds the hold.
+        """
+        if self._hold is None:
+            return 0.0
+        return min(self._charged + self._inflight, self._hold.amount_usd)
 
     async def reserve_largest(self, cost_of: Callable[[int], float], hi: int, lo: int = 1) -> int | None:
         """Reserve the plan of the largest size k in [lo, hi] that fits.
@@ -212,6 +227,13 @@ class Meter:
                 completions = await self.generator.generate(messages, n, model=model, role=role, **params)
             else:
                 completions = await self._fan_out(messages, n, model=model, role=role, **params)
+        except asyncio.CancelledError:
+            # Cut off (server shutdown, client gone): the call was sent and the upstream bills it,
+            # but how far it got is unknown, so it is charged at its worst case (close() never
+            # settles past the hold). Charging nothing would let interrupted work escape the budget.
+            self._charged += est
+            self.interrupted_usd += est
+            raise
         finally:
             self._inflight -= est
         for c in completions:

@@ -22,7 +22,9 @@ MESSAGES = [{"role": "user", "content": "one two three four five"}]  # 8 prompt 
 
 def start(tmp_path: Path, upstream: str, graceful_s: float) -> tuple[ProcessServer, Path]:
     config = base_config(upstream, tmp_path)
-    config["models"] = [fake_model("drip", upstream, "drip-40", price={"input_per_1m": 1.0, "output_per_1m": 10.0})]
+    price = {"input_per_1m": 1.0, "output_per_1m": 10.0}
+    config["models"] = [fake_model("drip", upstream, "drip-40", price=price),
+                        fake_model("slow", upstream, "slow-8000", price=price, timeout_s=30)]
     config["tenants"][0]["allowed_models"] = ["*"]
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -99,3 +101,32 @@ def test_sigterm_past_the_grace_period_settles_what_was_generated(fake_upstream:
     spent, reserved = ledger_totals(db)
     assert reserved == 0  # the unused part of the reservation went back
     assert (8 + streamed * 10.0) / 1e6 - 1e-6 <= spent < (8 + 200 * 10.0) / 1e6
+
+
+def test_sigterm_past_the_grace_period_charges_a_strategys_calls_in_flight(fake_upstream: ThreadedServer, tmp_path: Path) -> None:
+    server, db = start(tmp_path, fake_upstream.url, graceful_s=1)
+    sent_before = len(fake_upstream.app.requests)  # type: ignore[attr-defined]
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["response"] = httpx.post(server.url + "/v1/chat/completions", headers={"authorization": f"Bearer {TENANT_KEY}"},
+                                            timeout=60, json={"model": "slow", "messages": MESSAGES, "max_tokens": 10,
+                                                              "ttc": {"strategy": "best_of_n", "n": 3}})
+        except httpx.HTTPError as error:
+            result["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while len(fake_upstream.app.requests) == sent_before and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.02)
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)  # the samples take 8 s: longer than the grace period
+    thread.join(30)
+    server.process.wait(30)
+    spent, reserved = ledger_totals(db)
+    assert reserved == 0
+    # The upstream was already generating 3 samples of at most 10 tokens: charged at that worst case
+    # (the tokenizer margin on the prompt aside), not released as if nothing had been spent.
+    assert 3 * 10 * 10.0 / 1e6 < spent <= 3 * (20 * 1.0 + 10 * 10.0) / 1e6

@@ -1,7 +1,9 @@
 """Budget rules: reserve worst case, shrink and flag, 429 only when single does not fit,
 release on early stop, never settle above a reservation, best-so-far when it runs out."""
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -159,3 +161,59 @@ async def test_ledger_left_clean_when_upstream_fails() -> None:
     with pytest.raises(RuntimeError):
         await run_strategy(MSGS, TTCSpec(strategy="best_of_n", n=3), generator=gen, budget=budget, params=PARAMS)
     assert budget.open_holds == 0 and await budget.remaining_usd() == pytest.approx(1.0)
+
+
+class StalledGenerator(ScriptedGenerator):
+    """Answers the first call, then hangs like an upstream still generating."""
+
+    async def generate(self, messages: Any, n: int, **kwargs: Any) -> Any:
+        if self.calls:
+            self.calls.append(self.calls[0])
+            await asyncio.sleep(3600)
+        return await super().generate(messages, n, **kwargs)
+
+
+class WatchingBudget(InMemoryBudget):
+    """A Budget with the optional `watch` hook, as the gateway's ledger account has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watched: list[tuple[Hold, Any]] = []
+
+    def watch(self, hold: Hold, interrupted_cost: Any) -> None:
+        self.watched.append((hold, interrupted_cost))
+
+
+async def _stalled_run(budget: InMemoryBudget) -> tuple[asyncio.Task[Any], StalledGenerator]:
+    gen = StalledGenerator({"draft": ["\\boxed{1}"], "critique": ["ok"], "revise": ["\\boxed{1}"]})
+    spec = TTCSpec(strategy="refine", rounds=1)
+    task = asyncio.ensure_future(run_strategy(MSGS, spec, generator=gen, budget=budget, params=PARAMS))
+    for _ in range(200):
+        if len(gen.calls) >= 2:
+            break
+        await asyncio.sleep(0.001)
+    return task, gen
+
+
+async def test_a_cancelled_run_charges_calls_in_flight_at_their_worst_case() -> None:
+    budget = InMemoryBudget()
+    task, gen = await _stalled_run(budget)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    first_call = 10 * 0.001 + 20 * 0.001
+    [entry] = budget.entries.values()
+    # the finished draft at its cost, plus the cut-off critique at its worst case, within the hold
+    assert first_call < budget.spent_usd <= entry.reserved_usd
+    assert budget.open_holds == 0
+
+
+async def test_the_watch_hook_prices_an_open_hold_for_a_shutdown_drain() -> None:
+    budget = WatchingBudget()
+    task, gen = await _stalled_run(budget)
+    [(hold, interrupted_cost)] = budget.watched
+    first_call = 10 * 0.001 + 20 * 0.001
+    assert first_call < interrupted_cost() <= hold.amount_usd  # the draft, plus the critique in flight
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
