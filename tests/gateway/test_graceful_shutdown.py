@@ -57,9 +57,10 @@ def stream_in_background(url: str, max_tokens: int) -> tuple[threading.Thread, d
 
 def ledger_totals(db: Path) -> tuple[float, float]:
     """(spent, live reserved) straight from the SQLite file, after the process is gone."""
+    import asyncio
+
     from gateway.ledger import LedgerSettings, SqliteLedger
     from gateway.ledger.base import BudgetScope, WindowLimit
-    import asyncio
 
     async def read() -> tuple[float, float]:
         ledger = SqliteLedger(LedgerSettings(path=str(db)))

@@ -197,7 +197,7 @@ async def _stalled_run(budget: InMemoryBudget) -> tuple[asyncio.Task[Any], Stall
 
 async def test_a_cancelled_run_charges_calls_in_flight_at_their_worst_case() -> None:
     budget = InMemoryBudget()
-    task, gen = await _stalled_run(budget)
+    task, _ = await _stalled_run(budget)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -210,7 +210,7 @@ async def test_a_cancelled_run_charges_calls_in_flight_at_their_worst_case() -> 
 
 async def test_the_watch_hook_prices_an_open_hold_for_a_shutdown_drain() -> None:
     budget = WatchingBudget()
-    task, gen = await _stalled_run(budget)
+    task, _ = await _stalled_run(budget)
     [(hold, interrupted_cost)] = budget.watched
     first_call = 10 * 0.001 + 20 * 0.001
     assert first_call < interrupted_cost() <= hold.amount_usd  # the draft, plus the critique in flight
