@@ -162,6 +162,7 @@ class ChatRun:
             hold = await self.account.reserve(plan.worst_case_usd())
         except GatewayError as error:
             raise self.fail(plan.model.name, error) from None
+        self.account.price_partial(hold, lambda: hold.amount_usd)  # a drain before the answer: see CancelledError below
 
         async def attempt(model: ModelConfig) -> Json:
             if plan.n > 1 and not model.native_n:
@@ -173,6 +174,11 @@ class ChatRun:
         except UpstreamError as error:
             await self.account.release(hold)
             raise self.fail(plan.model.name, error.to_gateway_error(plan.model.name)) from None
+        except asyncio.CancelledError:
+            # Cut off mid-call (a shutdown past its grace period): the upstream has the request and
+            # bills it, how far it got is unknown, so the reservation's worst case is charged.
+            await self.account.settle(hold, hold.amount_usd)
+            raise
         except BaseException:
             await self.account.release(hold)
             raise

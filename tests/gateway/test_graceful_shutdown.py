@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -131,3 +132,27 @@ def test_sigterm_past_the_grace_period_charges_a_strategys_calls_in_flight(fake_
     # The upstream was already generating 3 samples of at most 10 tokens: charged at that worst case
     # (the tokenizer margin on the prompt aside), not released as if nothing had been spent.
     assert 3 * 10 * 10.0 / 1e6 < spent <= 3 * (20 * 1.0 + 10 * 10.0) / 1e6
+
+
+def test_sigterm_past_the_grace_period_charges_a_plain_call_in_flight_its_reservation(fake_upstream: ThreadedServer, tmp_path: Path) -> None:
+    server, db = start(tmp_path, fake_upstream.url, graceful_s=1)
+    sent_before = len(fake_upstream.app.requests)  # type: ignore[attr-defined]
+
+    def run() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # the server goes away mid-request
+            httpx.post(server.url + "/v1/chat/completions", headers={"authorization": f"Bearer {TENANT_KEY}"}, timeout=60,
+                       json={"model": "slow", "messages": MESSAGES, "max_tokens": 10})
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while len(fake_upstream.app.requests) == sent_before and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.02)
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)  # the answer takes 8 s: longer than the grace period
+    thread.join(30)
+    server.process.wait(30)
+    spent, reserved = ledger_totals(db)
+    assert reserved == 0
+    # the upstream already had the request: charged its worst case, 10 output tokens plus the padded prompt
+    assert 10 * 10.0 / 1e6 < spent <= (20 * 1.0 + 10 * 10.0) / 1e6
