@@ -44,7 +44,6 @@ class _Exchange:
     headers: dict[str, str] = field(default_factory=dict)
     chunks: list[bytes] = field(default_factory=list)
     status: int = 0
-    header_name: bytes = b""
     received: bool = False
 
 
