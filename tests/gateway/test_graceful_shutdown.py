@@ -105,18 +105,16 @@ def test_sigterm_past_the_grace_period_settles_what_was_generated(fake_upstream:
     assert (8 + streamed * 10.0) / 1e6 - 1e-6 <= spent < (8 + 200 * 10.0) / 1e6
 
 
-def test_sigterm_past_the_grace_period_charges_a_strategys_calls_in_flight(fake_upstream: ThreadedServer, tmp_path: Path) -> None:
+def sigterm_while_the_upstream_works(fake_upstream: ThreadedServer, tmp_path: Path, body: dict[str, Any]) -> tuple[float, float]:
+    """POST `body` to a gateway with a 1 s grace period, SIGTERM it once the (8 s) upstream call has
+    arrived, and return the ledger's (spent, live reserved) after the process is gone."""
     server, db = start(tmp_path, fake_upstream.url, graceful_s=1)
     sent_before = len(fake_upstream.app.requests)  # type: ignore[attr-defined]
-    result: dict[str, Any] = {}
 
     def run() -> None:
-        try:
-            result["response"] = httpx.post(server.url + "/v1/chat/completions", headers={"authorization": f"Bearer {TENANT_KEY}"},
-                                            timeout=60, json={"model": "slow", "messages": MESSAGES, "max_tokens": 10,
-                                                              "ttc": {"strategy": "best_of_n", "n": 3}})
-        except httpx.HTTPError as error:
-            result["error"] = error
+        with contextlib.suppress(httpx.HTTPError):  # the server goes away mid-request
+            httpx.post(server.url + "/v1/chat/completions", headers={"authorization": f"Bearer {TENANT_KEY}"}, timeout=60,
+                       json={"model": "slow", "messages": MESSAGES, **body})
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -124,10 +122,15 @@ def test_sigterm_past_the_grace_period_charges_a_strategys_calls_in_flight(fake_
     while len(fake_upstream.app.requests) == sent_before and time.monotonic() < deadline:  # type: ignore[attr-defined]
         time.sleep(0.02)
     assert server.process is not None
-    server.process.send_signal(signal.SIGTERM)  # the samples take 8 s: longer than the grace period
+    server.process.send_signal(signal.SIGTERM)
     thread.join(30)
     server.process.wait(30)
-    spent, reserved = ledger_totals(db)
+    return ledger_totals(db)
+
+
+def test_sigterm_past_the_grace_period_charges_a_strategys_calls_in_flight(fake_upstream: ThreadedServer, tmp_path: Path) -> None:
+    spent, reserved = sigterm_while_the_upstream_works(fake_upstream, tmp_path,
+                                                       {"max_tokens": 10, "ttc": {"strategy": "best_of_n", "n": 3}})
     assert reserved == 0
     # The upstream was already generating 3 samples of at most 10 tokens: charged at that worst case
     # (the tokenizer margin on the prompt aside), not released as if nothing had been spent.
@@ -135,24 +138,7 @@ def test_sigterm_past_the_grace_period_charges_a_strategys_calls_in_flight(fake_
 
 
 def test_sigterm_past_the_grace_period_charges_a_plain_call_in_flight_its_reservation(fake_upstream: ThreadedServer, tmp_path: Path) -> None:
-    server, db = start(tmp_path, fake_upstream.url, graceful_s=1)
-    sent_before = len(fake_upstream.app.requests)  # type: ignore[attr-defined]
-
-    def run() -> None:
-        with contextlib.suppress(httpx.HTTPError):  # the server goes away mid-request
-            httpx.post(server.url + "/v1/chat/completions", headers={"authorization": f"Bearer {TENANT_KEY}"}, timeout=60,
-                       json={"model": "slow", "messages": MESSAGES, "max_tokens": 10})
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while len(fake_upstream.app.requests) == sent_before and time.monotonic() < deadline:  # type: ignore[attr-defined]
-        time.sleep(0.02)
-    assert server.process is not None
-    server.process.send_signal(signal.SIGTERM)  # the answer takes 8 s: longer than the grace period
-    thread.join(30)
-    server.process.wait(30)
-    spent, reserved = ledger_totals(db)
+    spent, reserved = sigterm_while_the_upstream_works(fake_upstream, tmp_path, {"max_tokens": 10})
     assert reserved == 0
     # the upstream already had the request: charged its worst case, 10 output tokens plus the padded prompt
     assert 10 * 10.0 / 1e6 < spent <= (20 * 1.0 + 10 * 10.0) / 1e6
