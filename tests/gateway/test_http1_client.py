@@ -77,6 +77,17 @@ def model_for(port: int, timeout_s: float = 5.0) -> ModelConfig:
                                        "litellm_params": {"model": "openai/up", "api_base": f"http://127.0.0.1:{port}/v1", "api_key": "k"}})
 
 
+async def error_from(port: int) -> UpstreamError:
+    """The UpstreamError one call to the upstream on `port` ends in."""
+    upstream = OpenAICompatUpstream()
+    try:
+        with pytest.raises(UpstreamError) as caught:
+            await upstream.complete(model_for(port), {"messages": []})
+    finally:
+        await upstream.aclose()
+    return caught.value
+
+
 async def test_sequential_posts_share_one_connection_and_send_the_body(client: http1.Http1Client) -> None:
     async with ScriptedServer(echo) as server:
         origin = client.origin("127.0.0.1", server.port, "secret")
@@ -121,12 +132,9 @@ async def test_a_close_mid_answer_is_an_error_and_is_not_resent() -> None:
         await writer.drain()
         writer.close()
 
-    upstream = OpenAICompatUpstream()
     async with ScriptedServer(half_answer) as server:
-        with pytest.raises(UpstreamError) as caught:
-            await upstream.complete(model_for(server.port), {"messages": []})
-    await upstream.aclose()
-    assert caught.value.kind == "connection"
+        error = await error_from(server.port)
+    assert error.kind == "connection"
     assert len(server.requests) == 1  # a POST the upstream may have acted on is never sent twice
 
 
@@ -134,12 +142,9 @@ async def test_malformed_bytes_are_a_connection_error() -> None:
     async def garbage(c: int, r: int, body: bytes, writer: asyncio.StreamWriter) -> None:
         writer.write(b"SMTP ready\r\n\r\n")
 
-    upstream = OpenAICompatUpstream()
     async with ScriptedServer(garbage) as server:
-        with pytest.raises(UpstreamError) as caught:
-            await upstream.complete(model_for(server.port), {"messages": []})
-    await upstream.aclose()
-    assert caught.value.kind == "connection"
+        error = await error_from(server.port)
+    assert error.kind == "connection"
 
 
 async def test_chunked_and_close_delimited_bodies_are_read_whole(client: http1.Http1Client) -> None:
@@ -185,19 +190,13 @@ async def test_error_statuses_keep_their_class_and_retry_after(client: http1.Htt
         error = orjson.dumps({"error": {"message": "slow down"}})
         writer.write(f"HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\ncontent-length: {len(error)}\r\n\r\n".encode() + error)
 
-    upstream = OpenAICompatUpstream()
     async with ScriptedServer(limited) as server:
-        with pytest.raises(UpstreamError) as caught:
-            await upstream.complete(model_for(server.port), {"messages": []})
-    await upstream.aclose()
-    assert (caught.value.kind, caught.value.message, caught.value.retry_after_s) == ("rate_limited", "slow down", 7.0)
+        error = await error_from(server.port)
+    assert (error.kind, error.message, error.retry_after_s) == ("rate_limited", "slow down", 7.0)
 
 
 async def test_a_refused_connection_is_a_connection_error() -> None:
     async with ScriptedServer(echo) as server:
         port = server.port
-    upstream = OpenAICompatUpstream()
-    with pytest.raises(UpstreamError) as caught:
-        await upstream.complete(model_for(port), {"messages": []})
-    await upstream.aclose()
-    assert caught.value.kind == "connection"
+    error = await error_from(port)
+    assert error.kind == "connection"
