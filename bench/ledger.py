@@ -3,10 +3,15 @@
     python bench/ledger.py [--pairs 4000] [--concurrency 1 16 64]
 
 Starts its own redis-server on a free port (no persistence, like the tests), and an SQLite
-ledger in a temporary directory. Round trips are counted on the client, as replies read by
-redis-py connections (nothing is pipelined, so one reply = one round trip, including
-connection handshakes and any EVALSHA -> EVAL fallback); the script calls the server executed
-(INFO commandstats: evalsha + eval) are shown beside them as a cross-check.
+ledger in a temporary directory. Redis is measured twice, side by side: with the ledger's
+default client for the per-request scripts (the lean pipelined RESP client, gateway/ledger/resp.py)
+and with redis-py for everything, as before that client existed. `cpu µs/req` is this process's
+CPU time (the client side: packing, parsing, event loop) per request.
+
+Round trips are counted on the client, as replies read by redis-py connections plus calls sent by
+the lean client (one reply = one round trip, including connection handshakes and any EVALSHA ->
+EVAL fallback); the script calls the server executed (INFO commandstats: evalsha + eval) are
+shown beside them as a cross-check.
 """
 
 from __future__ import annotations
@@ -24,8 +29,17 @@ import redis.asyncio.connection as redis_connection
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.ledger import BudgetScope, Ledger, LedgerSettings, RedisLedger, SqliteLedger, WindowLimit  # noqa: E402
-from tests.support.redis_server import RedisServer  # noqa: E402
+from gateway.ledger import (
+    BudgetScope,
+    Ledger,
+    LedgerSettings,
+    RedisLedger,
+    SqliteLedger,
+    WindowLimit,
+    resp,
+)
+from gateway.ledger.redis_ledger import make_client
+from tests.support.redis_server import RedisServer
 
 SCOPE = BudgetScope(
     tenant_id="bench",
@@ -57,8 +71,16 @@ class ReplyCounter:
 
         redis_connection.AbstractConnection.read_response = read_response  # type: ignore[method-assign]
 
+        lean_round_trip = resp.LeanRedis._round_trip
 
-async def run(ledger: Ledger, pairs: int, concurrency: int, *, rate_limits: bool) -> tuple[float, list[float]]:
+        async def round_trip(self: Any, *args: Any, **kwargs: Any) -> Any:
+            counter.count += 1
+            return await lean_round_trip(self, *args, **kwargs)
+
+        resp.LeanRedis._round_trip = round_trip  # type: ignore[method-assign]
+
+
+async def run(ledger: Ledger, pairs: int, concurrency: int, *, rate_limits: bool) -> tuple[float, float, list[float]]:
     todo = iter(range(pairs))
     latencies: list[float] = []
 
@@ -71,9 +93,10 @@ async def run(ledger: Ledger, pairs: int, concurrency: int, *, rate_limits: bool
             await ledger.settle(hold, 0.0031)
             latencies.append(time.perf_counter() - t0)
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return pairs / (time.perf_counter() - t0), latencies
+    cpu_us = (time.process_time() - cpu0) / pairs * 1e6
+    return pairs / (time.perf_counter() - t0), cpu_us, latencies
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -87,10 +110,13 @@ async def main() -> None:
     args = ap.parse_args()
 
     replies = ReplyCounter()
-    rows: list[tuple[str, int, float, float, float, str, str]] = []
+    rows: list[tuple[str, int, float, float, float, float, str, str]] = []
     with RedisServer() as srv, tempfile.TemporaryDirectory() as tmp:
+        redis_settings = LedgerSettings(redis_url=srv.url, key_prefix="bench")
         backends: list[tuple[str, Ledger, RedisServer | None]] = [
-            ("redis", RedisLedger(LedgerSettings(redis_url=srv.url, key_prefix="bench")), srv),
+            ("redis", RedisLedger(redis_settings), srv),
+            # Passing a client keeps every call on redis-py: the ledger before the lean client.
+            ("redis (redis-py)", RedisLedger(redis_settings, client=make_client(redis_settings)), srv),
             ("sqlite", SqliteLedger(LedgerSettings(path=str(Path(tmp) / "bench.db"))), None),
         ]
         for name, ledger, server in backends:
@@ -100,18 +126,18 @@ async def main() -> None:
                 for c in args.concurrency:
                     scripts_before = script_calls(server) if server else 0
                     replies_before = replies.count
-                    rate, lat = await run(ledger, args.pairs, c, rate_limits=rl)
+                    rate, cpu_us, lat = await run(ledger, args.pairs, c, rate_limits=rl)
                     trips = f"{(replies.count - replies_before) / args.pairs:.2f}" if server else "-"
                     scripts = f"{(script_calls(server) - scripts_before) / args.pairs:.2f}" if server else "-"
                     label = f"{name}{' +rpm/tpm' if rl else ''}"
-                    rows.append((label, c, rate, pct(lat, 50), pct(lat, 99), trips, scripts))
+                    rows.append((label, c, rate, cpu_us, pct(lat, 50), pct(lat, 99), trips, scripts))
             await ledger.close()
 
     print(f"ledger bench: {args.pairs} requests per row; one request = "
           "[admit_request +] reserve + settle; latency is per request")
-    print(f"{'backend':<18}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'trips/req':>11}{'scripts/req':>13}")
-    for label, c, rate, p50, p99, trips, scripts in rows:
-        print(f"{label:<18}{c:>5}{rate:>10.0f}{p50:>9.2f}{p99:>9.2f}{trips:>11}{scripts:>13}")
+    print(f"{'backend':<27}{'conc':>5}{'req/s':>10}{'cpu µs/req':>12}{'p50 ms':>9}{'p99 ms':>9}{'trips/req':>11}{'scripts/req':>13}")
+    for label, c, rate, cpu_us, p50, p99, trips, scripts in rows:
+        print(f"{label:<27}{c:>5}{rate:>10.0f}{cpu_us:>12.0f}{p50:>9.2f}{p99:>9.2f}{trips:>11}{scripts:>13}")
 
 
 if __name__ == "__main__":

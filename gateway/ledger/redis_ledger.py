@@ -33,7 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import BusyLoadingError, NoScriptError, RedisError, ResponseError
 
-from . import scripts
+from . import resp, scripts
 from .base import (
     BudgetExceeded,
     BudgetScope,
@@ -49,7 +49,14 @@ from .base import (
     log_overage,
     window_usage,
 )
-from .policy import Policy, decode_policy, encode_policy, encode_windows, escape, policy_from
+from .policy import (
+    Policy,
+    decode_policy,
+    encode_policy,
+    encode_windows,
+    escape,
+    policy_from,
+)
 from .settings import LedgerSettings
 from .windows import all_buckets, window_length_s
 
@@ -58,6 +65,7 @@ log = logging.getLogger("gateway.ledger")
 Clock = Callable[[], float]
 T = TypeVar("T")
 AnyRedis = aioredis.Redis | RedisCluster
+ScriptClient = AnyRedis | resp.LeanRedis
 
 
 class _Script:
@@ -68,7 +76,7 @@ class _Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def __call__(self, client: AnyRedis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def __call__(self, client: ScriptClient, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -118,6 +126,15 @@ class RedisLedger(Ledger):
         self._settings = settings
         self._clock = clock
         self._client: AnyRedis = client if client is not None else make_client(settings)
+        # The per-request scripts (reserve, settle, release) take the lean pipelined client
+        # where it applies; everything else, and TLS or Cluster URLs, stay on redis-py.
+        self._scripts_client: ScriptClient = self._client
+        if client is None and settings.redis_url and not settings.cluster and resp.supports(settings.redis_url):
+            self._scripts_client = resp.LeanRedis(
+                settings.redis_url,
+                socket_timeout_s=settings.redis_socket_timeout_s,
+                connect_timeout_s=settings.redis_connect_timeout_s,
+            )
         # redis-py's cluster client loads the slot map on first use; when many coroutines make
         # that first call at once, their concurrent initialisations close each other's
         # connections. So the first call initialises it alone (see _ensure_initialized).
@@ -165,14 +182,14 @@ class RedisLedger(Ledger):
             if not self._initialized:
                 await self._ensure_initialized()
             return await fn()
-        except (RedisError, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, RedisError, OSError) as e:
             if isinstance(e, ResponseError) and not isinstance(e, BusyLoadingError):
                 # Not a transport problem: OOM, READONLY after a failover, or a bug. Say so.
                 log.error("ledger: Redis refused a command: %s", e)
             raise LedgerUnavailable(f"budget ledger (Redis) unavailable: {type(e).__name__}: {e}") from e
 
     async def _call(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return await self._do(lambda: script(self._client, keys, args))
+        return await self._do(lambda: script(self._scripts_client, keys, args))
 
     # -- budgets ----------------------------------------------------------------------------
 
@@ -362,6 +379,8 @@ class RedisLedger(Ledger):
         await self._do(self._client.ping)
 
     async def close(self) -> None:
+        if self._scripts_client is not self._client:
+            await self._scripts_client.aclose()
         await self._client.aclose()
 
 
