@@ -11,7 +11,9 @@ one after the other, each server under test on the same upstream:
 - ``ttc-sqlite`` / ``ttc-redis``: ttc-gateway passthrough (explicit model, no routing, no strategy)
   with the embedded SQLite ledger / the Redis ledger, one worker; ``ttc-redis-w2``: two workers;
 - ``ttc-auto``: ``model: "auto"`` with a router artifact trained here on a few hundred RouteLLM
-  GSM8K rows (cached under ~/.cache/ttc-bench), Redis ledger, one worker;
+  GSM8K rows (cached under ~/.cache/ttc-bench), Redis ledger, one worker; the artifact uses the
+  router's serving featurizer, the static embedding distilled from MiniLM (``--router-featurizer``);
+  ``ttc-auto-minilm`` is the same with MiniLM through torch, to show what that forward pass costs;
 - ``litellm``: LiteLLM proxy ``litellm[proxy]==1.106.2`` from its own venv (created on first use
   under ~/.cache/ttc-bench/litellm-venv), one worker, no DB, no callbacks,
   ``LITELLM_LOCAL_MODEL_COST_MAP=True``.
@@ -60,9 +62,9 @@ TTC_KEY = "sk-ttc-bench-key-0001"
 LITELLM_KEY = "sk-litellm-bench-master"
 # The RouteLLM GSM8K set's two models; the gateway maps its own names onto them with router_name.
 ROUTER_MODELS = {"strong": "gpt-4-1106-preview", "weak": "mistralai/Mixtral-8x7B-Instruct-v0.1"}
-DEFAULT_CASES = ["direct", "ttc-sqlite", "ttc-redis", "ttc-redis-w2", "ttc-auto", "litellm"]
-# ttc-auto-static: `auto` with the router's static (no MiniLM) featurizer; not in the default run, for time
-ALL_CASES = [*DEFAULT_CASES, "ttc-auto-static"]
+DEFAULT_CASES = ["direct", "ttc-sqlite", "ttc-redis", "ttc-redis-w2", "ttc-auto", "ttc-auto-minilm", "litellm"]
+ALL_CASES = DEFAULT_CASES
+AUTO_CASES = ("ttc-auto", "ttc-auto-minilm")
 RESULTS_BEGIN = "<!-- bench/compare.py: begin -->"
 RESULTS_END = "<!-- bench/compare.py: end -->"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -426,7 +428,7 @@ def targets(summ: dict[tuple[str, bool], dict[str, float]]) -> list[tuple[str, s
     p50, p99 = get("ttc-redis", False, "c1_over_p50"), get("ttc-redis", False, "c1_over_p99")
     out.append(("added latency c=1 p50 (non-streaming, Redis)", f"{fmt(p50)} ms", "≤ 1 ms", verdict(p50, p50 <= 1)))
     out.append(("added latency c=1 p99 (non-streaming, Redis)", f"{fmt(p99)} ms", "≤ 3 ms", verdict(p99, p99 <= 3)))
-    for case in ("ttc-auto", "ttc-auto-static"):
+    for case in AUTO_CASES:
         if (case, False) in summ:
             auto = get(case, False, "c1_p50") - get("ttc-redis", False, "c1_p50")
             out.append((f"`auto` p50 − passthrough p50, c=1 non-streaming ({case})", f"{fmt(auto)} ms", "≤ 5 ms", verdict(auto, auto <= 5)))
@@ -542,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the other servers running while one is measured (default: pause them)")
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--upstream-delay-ms", type=float, default=0.0)
-    parser.add_argument("--router-featurizer", default="minilm", help="featurizer of the auto-routing artifact (minilm | static)")
+    parser.add_argument("--router-featurizer", default="static", help="featurizer of the ttc-auto artifact (static | minilm)")
     parser.add_argument("--router-prompts", type=int, default=300)
     parser.add_argument("--router-threads", type=int, default=1,
                         help="torch threads of the router in the gateway (TTC_ROUTER_THREADS); with 2, OpenMP barriers on this "
@@ -575,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
             skipped["litellm"] = str(exc).splitlines()[0]
             log(f"SKIP litellm: {exc}")
     artifacts: dict[str, Path] = {}
-    for case, featurizer in (("ttc-auto", args.router_featurizer), ("ttc-auto-static", "static")):
+    for case, featurizer in (("ttc-auto", args.router_featurizer), ("ttc-auto-minilm", "minilm")):
         if case not in args.cases:
             continue
         try:
@@ -600,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(upstream)
         up_url = f"http://127.0.0.1:{up_port}"
         wait_ready(f"{up_url}/_requests", upstream.proc, 30)
-        needs_redis = any(c in args.cases for c in ("ttc-redis", "ttc-redis-w2", "ttc-auto", "ttc-auto-static"))
+        needs_redis = any(c in args.cases for c in ("ttc-redis", "ttc-redis-w2", *AUTO_CASES))
         redis_pid: int | None = None
         if needs_redis:
             from tests.support.redis_server import RedisServer
