@@ -7,8 +7,8 @@ ends, so a reload (SIGHUP or a changed file) never disturbs in-flight requests.
 from __future__ import annotations
 
 import hashlib
-import os
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
