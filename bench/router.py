@@ -21,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gateway.state import limit_blas_threads  # noqa: E402
 from router import Candidate, load_router  # noqa: E402
 from router.features.cache import default_cache_dir  # noqa: E402
 from router.features.sentence import set_torch_threads  # noqa: E402
@@ -70,6 +71,7 @@ def main() -> None:
         cands = {p: [Candidate(name=m, input_per_1m=prices[m].input_per_1m, output_per_1m=prices[m].output_per_1m,
                                prompt_tokens=count_tokens(p)) for m in router.models] for p in prompts}
         router.route("warm-up prompt", cands[prompts[0]])  # load models outside the timing
+        limit_blas_threads(args.threads)  # as the gateway does once its router is loaded
         wall, cpu = [], []
         for p in prompts:
             t0, c0 = time.perf_counter(), time.process_time()
