@@ -25,6 +25,7 @@ from router.features.cache import default_cache_dir  # noqa: E402
 from router.importers import read_prices, run_import  # noqa: E402
 from router.outcomes import read_outcomes  # noqa: E402
 from router.report import write_report  # noqa: E402
+from router.artifact import read_manifest  # noqa: E402
 from router.train import TrainConfig, train_router  # noqa: E402
 
 DATASETS = {  # source -> held-out fraction
@@ -33,15 +34,25 @@ DATASETS = {  # source -> held-out fraction
     "llmrouter": 0.3,
     "routerarena": 0.5,
 }
+# Auxiliary regressors and the datasets they are meant for (others ignore them).
+AUX_FOR = {"gsm8k-steps": ("routellm-gsm8k",)}
 METHODS = ("router", "knn", "logistic", "mlp", "random", "oracle")
 KEYS = ("aiq", "apgr", "cpt50", "cpt80", "match_best_cost_fraction", "quality_at_cheapest")
 RESULTS = Path(__file__).resolve().parent / "results" / "router"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def variant_label(featurizer: str, aux: list[str], task_prior: bool) -> str:
+    """Name of a router variant in file names and the summary, e.g. `static+gsm8k-steps`."""
+    return featurizer + "".join(f"+{a}" for a in aux) + ("" if task_prior else "+notask")
+
+
 def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
-            baseline_embedder: str = "minilm", reuse: bool = False) -> dict[str, dict[str, float | None]]:
-    done = work / "runs" / f"{source}-{featurizer}-{baseline_embedder}-seed{seed}.json"
+            baseline_embedder: str = "minilm", reuse: bool = False,
+            aux: list[str] | None = None, task_prior: bool = True) -> dict[str, dict[str, float | None]]:
+    aux = [a for a in (aux or []) if source in AUX_FOR.get(a, ())]
+    label = variant_label(featurizer, aux, task_prior)
+    done = work / "runs" / f"{source}-{label}-{baseline_embedder}-seed{seed}.json"
     if done.exists():  # finished earlier: reruns and restarts only add missing seeds
         return json.loads(done.read_text())
     split = work / source / f"seed{seed}"
@@ -49,27 +60,32 @@ def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
         run_import(source, DATA, split, test_fraction=DATASETS[source], seed=seed)
     train_rows = read_outcomes(split / "train.jsonl")
     test_rows = read_outcomes(split / "test.jsonl")
-    art = work / "artifacts" / f"{source}-{featurizer}-seed{seed}"
+    art = work / "artifacts" / f"{source}-{label}-seed{seed}"
     t0 = time.time()
     if reuse and (art / "manifest.json").exists():
-        from router.artifact import read_manifest
-
         selected = read_manifest(art).cv["selected"]
     else:
-        selected = train_router(train_rows, art, read_prices(split / "prices.json"),
-                                TrainConfig(featurizer=featurizer, cv_folds=folds, seed=seed)).cv["selected"]
+        # Auxiliary data must not contain a held-out prompt: the test split is excluded
+        # (and eval re-checks every auxiliary example against it).
+        config = TrainConfig(featurizer=featurizer, cv_folds=folds, seed=seed, aux=aux,
+                             aux_data_dir=str(DATA) if aux else None, task_prior=task_prior)
+        selected = train_router(train_rows, art, read_prices(split / "prices.json"), config,
+                                exclude_prompts=[r.prompt for r in test_rows]).cv["selected"]
     t1 = time.time()
     result: EvalResult = evaluate(art, test_rows, train_rows, seed=seed, baseline_embedder=baseline_embedder)
     t2 = time.time()
     if seed == 0:
-        write_report(result, RESULTS / f"{source}-{featurizer}.md",
-                     f"{source}, featurizer {featurizer}, split seed 0 (held-out {DATASETS[source]:.0%})")
-    print(f"{source} seed {seed} {featurizer}: train {t1 - t0:.0f}s eval {t2 - t1:.0f}s "
+        write_report(result, RESULTS / f"{source}-{label}.md",
+                     f"{source}, router {label}, split seed 0 (held-out {DATASETS[source]:.0%})")
+    print(f"{source} seed {seed} {label}: train {t1 - t0:.0f}s eval {t2 - t1:.0f}s "
           f"selected {selected} router AIQ {result.router.aiq:.3f} APGR {result.router.apgr} "
           f"kNN AIQ {result.baselines['knn'].aiq:.3f}", flush=True)
     out = {"router": result.router.model_dump(), **{k: v.model_dump() for k, v in result.baselines.items()}}
     out["_best_single"] = result.best_single.model_dump()  # type: ignore[assignment]
     out["_selected"] = selected  # type: ignore[assignment]
+    cv = read_manifest(art).cv
+    out["_task_prior"] = cv.get("task_prior", {})  # type: ignore[assignment]
+    out["_knn_stack"] = {k: v for k, v in cv.get("knn_stack", {}).items() if k != "tried"}  # type: ignore[assignment]
     done.parent.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps(out))
     return out
@@ -114,6 +130,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--featurizers", nargs="+", default=["minilm"])
     parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--aux", nargs="*", default=[], choices=sorted(AUX_FOR),
+                        help="auxiliary regressors (used on the datasets they are meant for)")
+    parser.add_argument("--no-task-prior", action="store_true", help="ablation: never stack the task prior")
     parser.add_argument("--summary", default="SUMMARY.md")
     parser.add_argument("--baseline-embedder", default="minilm", choices=["minilm", "router"],
                         help="embedding for the kNN/logistic/MLP baselines (router = the router's own embedder)")
@@ -127,10 +146,12 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for featurizer in [] if args.summary_only else args.featurizers:
         for source in args.datasets:
-            key = f"{source}|{featurizer}"
+            aux = [a for a in args.aux if source in AUX_FOR[a]]
+            key = f"{source}|{variant_label(featurizer, aux, not args.no_task_prior)}"
             runs: dict[str, list] = {}
             for seed in args.seeds:
-                out = run_one(source, seed, featurizer, work, args.folds, args.baseline_embedder, args.reuse_artifacts)
+                out = run_one(source, seed, featurizer, work, args.folds, args.baseline_embedder, args.reuse_artifacts,
+                              aux, not args.no_task_prior)
                 for method, vals in out.items():
                     runs.setdefault(method, []).append(vals)
             runs["_baseline_embedder"] = [args.baseline_embedder]

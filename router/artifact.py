@@ -21,7 +21,7 @@ import platform
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from router.importers.base import Price
 
@@ -44,6 +44,9 @@ class Manifest(BaseModel):
     data_sha256: str
     n_train_prompts: int
     train_prompt_sha256: list[str]  # hashes of training prompts, for eval's leakage check
+    # router.features.aux.aux_key of every auxiliary example (normalized text),
+    # so that eval also refuses test prompts an auxiliary regressor was fit on.
+    aux_prompt_sha256: list[str] = Field(default_factory=list)
     cost_scale_usd: float
     default_cost_weight: float
     libraries: dict[str, str]

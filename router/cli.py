@@ -50,6 +50,10 @@ def train(
     cv_folds: Annotated[int, typer.Option(min=2)] = 5,
     seed: Annotated[int, typer.Option()] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="write {artifact, version, cv, data_sha256}")] = None,
+    aux: Annotated[list[str] | None, typer.Option(help="auxiliary difficulty regressor(s), e.g. gsm8k-steps (repeatable)")] = None,
+    aux_data: Annotated[Path, typer.Option(help="public data directory for --aux")] = Path("../shared/data"),
+    exclude_prompts: Annotated[Path | None, typer.Option(help="outcome JSONL (e.g. the test split) whose prompts --aux data must not contain")] = None,
+    task_prior: Annotated[bool, typer.Option(help="stack a task prior when rows carry task labels (kept only if CV improves)")] = True,
 ) -> None:
     """Fit quality and length predictors; write a versioned artifact."""
     from router.importers import read_prices
@@ -62,9 +66,16 @@ def train(
         _fail(str(exc))
     price_file = prices or (data.parent / "prices.json")
     price_map = read_prices(price_file) if price_file.exists() else None
-    config = TrainConfig(featurizer=featurizer, embedding_model=embedding_model, cv_folds=cv_folds, seed=seed)
+    config = TrainConfig(featurizer=featurizer, embedding_model=embedding_model, cv_folds=cv_folds, seed=seed,
+                         task_prior=task_prior, aux=aux or [], aux_data_dir=str(aux_data) if aux else None)
     try:
-        result = train_router(rows, out, price_map, config, progress=True)
+        excluded = [r.prompt for r in read_outcomes(exclude_prompts)] if exclude_prompts else []
+    except (OSError, OutcomeFileError) as exc:
+        _fail(str(exc))
+    if aux and not aux_data.is_dir():
+        _fail(f"--aux-data {aux_data} is not a directory")
+    try:
+        result = train_router(rows, out, price_map, config, progress=True, exclude_prompts=excluded)
     except ValueError as exc:
         _fail(str(exc))
     selected = result.cv.get("selected", {})

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from router import metrics
 from router.api import LearnedRouter, load_router
 from router.baselines import MlpScores, fit_knn, fit_logistic
+from router.features.aux import aux_key
 from router.features.sentence import SentenceEmbedder
 from router.matrix import OutcomeMatrix, build_matrix
 from router.outcomes import OutcomeRow, prompt_key
@@ -173,6 +174,9 @@ def evaluate(
     if train is not None:
         train_hashes |= {prompt_key(p) for p in train.prompts}
     leaked = check_leakage(test, train_hashes)
+    if manifest.aux_prompt_sha256:
+        aux_hashes = set(manifest.aux_prompt_sha256)
+        leaked += sum(aux_key(p) in aux_hashes for p in test.prompts)
     if leaked:
         raise LeakageError(leaked)
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from router.artifact import Manifest, library_versions, write_manifest
 from router.features import PromptFeaturizer, build_featurizer
+from router.features.aux import AUX_SOURCES, aux_key, drop_excluded, fit_aux
 from router.importers.base import Price
 from router.matrix import OutcomeMatrix, build_matrix, infer_prices
 from router.outcomes import OutcomeRow, outcomes_sha256, prompt_key
@@ -29,6 +30,13 @@ class TrainConfig(BaseModel):
     # Where the default cost weight puts the average predicted cost, as a
     # fraction of the way from the cheapest to the dearest model.
     default_cost_position: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Stack a task prior (router.features.task_prior) when rows carry task labels;
+    # kept only if it lowers the out-of-fold Brier score.
+    task_prior: bool = True
+    # Auxiliary difficulty regressors (router.features.aux.AUX_SOURCES) and the
+    # directory holding their public data (e.g. ../shared/data).
+    aux: list[str] = Field(default_factory=list)
+    aux_data_dir: str | None = None
 
 
 class TrainResult(BaseModel):
@@ -63,7 +71,9 @@ def train_router(
     featurizer: PromptFeaturizer | None = None,
     candidates: list[QualityEstimator] | None = None,
     progress: bool = False,
+    exclude_prompts: Sequence[str] = (),
 ) -> TrainResult:
+    """`exclude_prompts` (e.g. a held-out test set) are removed from auxiliary data."""
     cfg = config or TrainConfig()
     matrix = build_matrix(rows, prices=prices)
     if len(matrix.prompts) < 10:
@@ -77,9 +87,11 @@ def train_router(
             raise ValueError(f"no price for {still}: pass --prices or give rows cost_usd and token counts")
     feat = featurizer or build_featurizer(cfg.featurizer, cfg.embedding_model)
     feat.fit(matrix.prompts)
+    aux_keys, aux_report = _fit_aux(feat, cfg, exclude_prompts)
     x = feat.transform(matrix.prompts, progress=progress)
     selection = select_and_fit(x, matrix.score, matrix.mask, candidates, folds=cfg.cv_folds, seed=cfg.seed,
-                               progress=progress, embedding_dim=feat.embedding_dim)
+                               progress=progress, embedding_dim=feat.embedding_dim,
+                               tasks=matrix.tasks if cfg.task_prior else None)
     length, length_report = fit_length_model(x, matrix.completion_tokens, matrix.mask)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -104,16 +116,40 @@ def train_router(
         featurizer={**feat_spec, "name": cfg.featurizer},
         quality={"file": "quality.npz", **selection.params},
         length={"file": "length.npz", "per_model": dict(zip(matrix.models, length_report, strict=True))},
-        cv=_jsonable(selection.cv) | {"models": matrix.models},
+        cv=_jsonable(selection.cv) | {"models": matrix.models, "aux": aux_report},
         data_sha256=data_hash,
         n_train_prompts=len(matrix.prompts),
         train_prompt_sha256=sorted(prompt_key(p) for p in matrix.prompts),
+        aux_prompt_sha256=aux_keys,
         cost_scale_usd=cost_scale,
         default_cost_weight=default_weight,
         libraries=library_versions(),
     )
     write_manifest(out_dir, manifest)
     return TrainResult(artifact=str(out_dir), version=version, cv=manifest.cv, data_sha256=data_hash)
+
+
+def _fit_aux(feat: PromptFeaturizer, cfg: TrainConfig, exclude_prompts: Sequence[str]) -> tuple[list[str], list[dict[str, object]]]:
+    """Fit the configured auxiliary regressors onto `feat`; returns the keys of the examples used."""
+    if not cfg.aux:
+        return [], []
+    if not cfg.aux_data_dir:
+        raise ValueError("auxiliary regressors need aux_data_dir (the shared data directory)")
+    excluded = {aux_key(p) for p in exclude_prompts}
+    keys: set[str] = set()
+    report: list[dict[str, object]] = []
+    for name in cfg.aux:
+        if name not in AUX_SOURCES:
+            raise ValueError(f"unknown auxiliary source {name!r}; choose from {sorted(AUX_SOURCES)}")
+        loader, target_names = AUX_SOURCES[name]
+        texts, targets = loader(Path(cfg.aux_data_dir))
+        keep = drop_excluded(texts, excluded)
+        used = [t for t, ok in zip(texts, keep, strict=True) if ok]
+        reg, info = fit_aux(name, target_names, feat.transform_base(used), targets[keep])
+        feat.aux.append(reg)
+        keys.update(aux_key(t) for t in used)
+        report.append({"name": name, "examples": len(used), "excluded": int((~keep).sum()), **info})
+    return sorted(keys), report
 
 
 def _mean_observed_cost(matrix: OutcomeMatrix) -> np.ndarray:

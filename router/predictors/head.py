@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from router.features.task_prior import TaskPrior
+
 
 def _gelu(x: np.ndarray) -> np.ndarray:
     # tanh approximation, the same one used in training (torch approximate="tanh")
@@ -58,6 +60,10 @@ class QualityHead:
     knn_values: np.ndarray | None = None  # (n_train, m)
     knn_k: int = 0
     calib_knn: np.ndarray | None = None  # (m,)
+    # Optional task-prior stacking: the calibrator also sees the logit of the
+    # expected success rate under the predicted task (router.features.task_prior).
+    task_prior: TaskPrior | None = None
+    calib_task: np.ndarray | None = None  # (m,)
     # Ensemble members (uncalibrated); the logit is the mean over self + members.
     members: list[QualityHead] = field(default_factory=list)
 
@@ -85,6 +91,8 @@ class QualityHead:
             z = self.calib_a * z + self.calib_b
             if self.calib_knn is not None and self.knn_k > 0:
                 z = z + self.calib_knn * self.knn_logit(features)
+            if self.calib_task is not None and self.task_prior is not None:
+                z = z + self.calib_task * self.task_prior.transform(features)
         return sigmoid(z)
 
     def save(self, path: Path) -> None:
@@ -102,6 +110,9 @@ class QualityHead:
         if self.calib_knn is not None and self.knn_keys is not None and self.knn_values is not None:
             arrays["calib_knn"], arrays["knn_k"] = self.calib_knn, np.array(self.knn_k)
             arrays["knn_keys"], arrays["knn_values"] = self.knn_keys.astype(np.float16), self.knn_values.astype(np.float32)
+        if self.calib_task is not None and self.task_prior is not None:
+            arrays["calib_task"] = self.calib_task
+            arrays.update({f"task/{k}": v for k, v in self.task_prior.arrays().items()})
         arrays["n_members"] = np.array(len(self.members))
         for i, member in enumerate(self.members):
             for key, value in member._arrays().items():
@@ -128,5 +139,8 @@ class QualityHead:
             knn_values=d["knn_values"] if "knn_values" in d else None,
             knn_k=int(d["knn_k"]) if "knn_k" in d else 0,
             calib_knn=d["calib_knn"] if "calib_knn" in d else None,
+            task_prior=TaskPrior.from_arrays({k[5:]: v for k, v in d.items() if k.startswith("task/")})
+            if "calib_task" in d else None,
+            calib_task=d["calib_task"] if "calib_task" in d else None,
             members=members,
         )

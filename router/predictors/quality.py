@@ -16,13 +16,17 @@ out-of-fold logits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any, Protocol
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
+from router.features.task_prior import fit_task_prior, usable_tasks
+from router.features.task_prior import out_of_fold as task_prior_oof
 from router.predictors.head import QualityHead, knn_logit, sigmoid
 
 
@@ -254,12 +258,15 @@ def select_and_fit(
     seed: int = 0,
     progress: bool = False,
     embedding_dim: int | None = None,
+    tasks: Sequence[str | None] | None = None,
 ) -> SelectionResult:
     """K-fold CV over candidates; refit the best on everything; calibrate it.
 
     With `embedding_dim` (the leading feature columns are a normalized
-    embedding), the calibrator may also stack a kNN estimate: it is kept only
-    when it lowers the out-of-fold Brier score.
+    embedding), the calibrator may also stack a kNN estimate; with `tasks` (the
+    rows' task labels, e.g. MMLU subjects), a task-prior estimate
+    (router.features.task_prior). Each is kept only in the combination that
+    lowers the out-of-fold Brier score.
     """
     cands = candidates or default_candidates()
     n = len(x)
@@ -307,7 +314,11 @@ def select_and_fit(
         a[m] = w[0]
     head.calib_a, head.calib_b = a, b
     calibrated = sigmoid(a * z + b)
+    # Further calibrator inputs, each an out-of-fold logit per (prompt, model):
+    # kept only in the combination that lowers the out-of-fold Brier score.
+    inputs: dict[str, np.ndarray] = {}
     stack_info: dict[str, Any] = {"used": False}
+    task_info: dict[str, Any] = {"used": False}
     if embedding_dim:
         # kNN needs complete rows; missing outcomes take the model's mean.
         filled = np.where(mask, y, (y * mask).sum(0) / np.maximum(mask.sum(0), 1))
@@ -319,20 +330,41 @@ def select_and_fit(
                 errors[k] = _brier(pk, y, mask)
         if errors:
             k_best = min(errors, key=errors.__getitem__)
-            zk = _oof_knn(emb, filled, splits, k_best)
-            a2, k2, b2 = a.copy(), np.zeros(n_models, dtype=np.float32), b.copy()
-            for m in range(n_models):
-                rows = mask[:, m]
-                w, b2[m] = platt(np.column_stack([z[rows, m], zk[rows, m]]), y[rows, m])
-                a2[m], k2[m] = w[0], w[1]
-            stacked = sigmoid(a2 * z + k2 * zk + b2)
-            stack_info = {"k": k_best, "knn_brier": errors[k_best], "stacked_brier": _brier(stacked, y, mask),
-                          "platt_brier": _brier(calibrated, y, mask), "used": False}
-            if stack_info["stacked_brier"] < stack_info["platt_brier"]:
-                stack_info["used"] = True
-                head.calib_a, head.calib_b, head.calib_knn = a2, b2, k2
-                head.knn_keys, head.knn_values, head.knn_k = emb.astype(np.float32), filled.astype(np.float32), k_best
-                calibrated = stacked
+            inputs["knn"] = _oof_knn(emb, filled, splits, k_best)
+            stack_info = {"k": k_best, "knn_brier": errors[k_best], "used": False}
+    if tasks is not None and len(usable_tasks(tasks)) >= 2:
+        inputs["task"] = task_prior_oof(x, tasks, y, mask, splits)
+        task_info = {"n_tasks": len(usable_tasks(tasks)), "task_brier": _brier(sigmoid(inputs["task"]), y, mask),
+                     "used": False}
+    platt_brier = _brier(calibrated, y, mask)
+    best_combo: tuple[str, ...] = ()
+    best: tuple[float, np.ndarray, np.ndarray, dict[str, np.ndarray]] = (platt_brier, a, b, {})
+    tried: dict[str, float] = {"platt": platt_brier}
+    for combo in _combinations(sorted(inputs)):
+        a2, b2 = a.copy(), b.copy()
+        extra = {name: np.zeros(n_models, dtype=np.float32) for name in combo}
+        for m in range(n_models):
+            rows = mask[:, m]
+            cols = [z[rows, m]] + [inputs[name][rows, m] for name in combo]
+            w, b2[m] = platt(np.column_stack(cols), y[rows, m])
+            a2[m] = w[0]
+            for i, name in enumerate(combo):
+                extra[name][m] = w[1 + i]
+        zz = a2 * z + b2 + sum(extra[name] * inputs[name] for name in combo)
+        tried["+".join(("platt", *combo))] = err = _brier(sigmoid(zz), y, mask)
+        if err < best[0]:
+            best, best_combo = (err, a2, b2, extra), combo
+    _, head.calib_a, head.calib_b, extra = best
+    calibrated = sigmoid(head.calib_a * z + head.calib_b + sum(extra[name] * inputs[name] for name in best_combo))
+    if "knn" in best_combo:
+        stack_info["used"] = True
+        head.calib_knn = extra["knn"]
+        head.knn_keys, head.knn_values, head.knn_k = emb.astype(np.float32), filled.astype(np.float32), stack_info["k"]
+    if "task" in best_combo:
+        task_info["used"] = True
+        head.calib_task = extra["task"]
+        head.task_prior = fit_task_prior(x, tasks or [], y, mask)
+    stack_info.update({"stacked_brier": best[0], "platt_brier": platt_brier, "tried": tried})
     per_model = []
     for m in range(n_models):
         rows = mask[:, m]
@@ -341,8 +373,14 @@ def select_and_fit(
             "auc": _auc(calibrated[rows, m], y[rows, m]),
         })
     cv = {"folds": folds, "candidates": results, "selected": results[best_i], "knn_stack": stack_info,
+          "task_prior": task_info,
           "calibrated_brier": _brier(calibrated, y, mask), "per_model": per_model}
     return SelectionResult(head=head, params=params, cv=cv)
+
+
+def _combinations(names: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every non-empty subset of the extra calibrator inputs (at most a handful)."""
+    return [c for r in range(1, len(names) + 1) for c in combinations(names, r)]
 
 
 def _clone(est: QualityEstimator) -> QualityEstimator:
