@@ -42,16 +42,18 @@ RESULTS = Path(__file__).resolve().parent / "results" / "router"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def variant_label(featurizer: str, aux: list[str], task_prior: bool) -> str:
+def variant_label(featurizer: str, aux: list[str], task_prior: bool, select_by: str = "aiq") -> str:
     """Name of a router variant in file names and the summary, e.g. `static+gsm8k-steps`."""
-    return featurizer + "".join(f"+{a}" for a in aux) + ("" if task_prior else "+notask")
+    return (featurizer + "".join(f"+{a}" for a in aux) + ("" if task_prior else "+notask")
+            + ("" if select_by == "aiq" else f"+{select_by}"))
 
 
 def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
             baseline_embedder: str = "minilm", reuse: bool = False,
-            aux: list[str] | None = None, task_prior: bool = True) -> dict[str, dict[str, float | None]]:
+            aux: list[str] | None = None, task_prior: bool = True,
+            select_by: str = "aiq") -> dict[str, dict[str, float | None]]:
     aux = [a for a in (aux or []) if source in AUX_FOR.get(a, ())]
-    label = variant_label(featurizer, aux, task_prior)
+    label = variant_label(featurizer, aux, task_prior, select_by)
     done = work / "runs" / f"{source}-{label}-{baseline_embedder}-seed{seed}.json"
     if done.exists():  # finished earlier: reruns and restarts only add missing seeds
         return json.loads(done.read_text())
@@ -68,7 +70,8 @@ def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
         # Auxiliary data must not contain a held-out prompt: the test split is excluded
         # (and eval re-checks every auxiliary example against it).
         config = TrainConfig(featurizer=featurizer, cv_folds=folds, seed=seed, aux=aux,
-                             aux_data_dir=str(DATA) if aux else None, task_prior=task_prior)
+                             aux_data_dir=str(DATA) if aux else None, task_prior=task_prior,
+                             select_by=select_by)
         selected = train_router(train_rows, art, read_prices(split / "prices.json"), config,
                                 exclude_prompts=[r.prompt for r in test_rows]).cv["selected"]
     t1 = time.time()
@@ -110,7 +113,7 @@ def summarize(all_runs: dict[str, dict[str, list[dict]]]) -> str:
     for key, runs in all_runs.items():
         source, featurizer = key.split("|")
         seeds = len(runs["router"])
-        lines += [f"## {source} (featurizer `{featurizer}`, {seeds} seeds, held-out {DATASETS[source]:.0%})", "",
+        lines += [f"## {source} (router `{featurizer}`, {seeds} seeds, held-out {DATASETS[source]:.0%})", "",
                   "| method | AIQ | APGR | CPT(50%) | CPT(80%) | match best | quality at cheapest |",
                   "|---|---|---|---|---|---|---|"]
         for method in METHODS:
@@ -133,6 +136,8 @@ def main() -> None:
     parser.add_argument("--aux", nargs="*", default=[], choices=sorted(AUX_FOR),
                         help="auxiliary regressors (used on the datasets they are meant for)")
     parser.add_argument("--no-task-prior", action="store_true", help="ablation: never stack the task prior")
+    parser.add_argument("--select-by", default="aiq", choices=["aiq", "brier"],
+                        help="candidate selection: out-of-fold routing AIQ on train (default) or Brier")
     parser.add_argument("--summary", default="SUMMARY.md")
     parser.add_argument("--baseline-embedder", default="minilm", choices=["minilm", "router"],
                         help="embedding for the kNN/logistic/MLP baselines (router = the router's own embedder)")
@@ -147,11 +152,11 @@ def main() -> None:
     for featurizer in [] if args.summary_only else args.featurizers:
         for source in args.datasets:
             aux = [a for a in args.aux if source in AUX_FOR[a]]
-            key = f"{source}|{variant_label(featurizer, aux, not args.no_task_prior)}"
+            key = f"{source}|{variant_label(featurizer, aux, not args.no_task_prior, args.select_by)}"
             runs: dict[str, list] = {}
             for seed in args.seeds:
                 out = run_one(source, seed, featurizer, work, args.folds, args.baseline_embedder, args.reuse_artifacts,
-                              aux, not args.no_task_prior)
+                              aux, not args.no_task_prior, args.select_by)
                 for method, vals in out.items():
                     runs.setdefault(method, []).append(vals)
             runs["_baseline_embedder"] = [args.baseline_embedder]

@@ -45,7 +45,7 @@ def train(
     data: Annotated[Path, typer.Option(help="outcome JSONL")],
     out: Annotated[Path, typer.Option(help="artifact directory")],
     prices: Annotated[Path | None, typer.Option(help="{model: {input_per_1m, output_per_1m}} JSON; default: prices.json beside --data")] = None,
-    featurizer: Annotated[str, typer.Option(help="minilm | static | minilm-only | static-only")] = "minilm",
+    featurizer: Annotated[str, typer.Option(help="minilm | static | static-proj | minilm-only | static-only")] = "minilm",
     embedding_model: Annotated[str, typer.Option(help="sentence-transformers name or path")] = "all-MiniLM-L6-v2",
     cv_folds: Annotated[int, typer.Option(min=2)] = 5,
     seed: Annotated[int, typer.Option()] = 0,
@@ -54,6 +54,7 @@ def train(
     aux_data: Annotated[Path, typer.Option(help="public data directory for --aux")] = Path("../shared/data"),
     exclude_prompts: Annotated[Path | None, typer.Option(help="outcome JSONL (e.g. the test split) whose prompts --aux data must not contain")] = None,
     task_prior: Annotated[bool, typer.Option(help="stack a task prior when rows carry task labels (kept only if CV improves)")] = True,
+    select_by: Annotated[str, typer.Option(help="candidate selection: aiq (out-of-fold routing AIQ on train) | brier")] = "aiq",
 ) -> None:
     """Fit quality and length predictors; write a versioned artifact."""
     from router.importers import read_prices
@@ -66,8 +67,11 @@ def train(
         _fail(str(exc))
     price_file = prices or (data.parent / "prices.json")
     price_map = read_prices(price_file) if price_file.exists() else None
+    if select_by not in ("aiq", "brier"):
+        _fail(f"--select-by must be aiq or brier, not {select_by!r}")
     config = TrainConfig(featurizer=featurizer, embedding_model=embedding_model, cv_folds=cv_folds, seed=seed,
-                         task_prior=task_prior, aux=aux or [], aux_data_dir=str(aux_data) if aux else None)
+                         task_prior=task_prior, aux=aux or [], aux_data_dir=str(aux_data) if aux else None,
+                         select_by=select_by)
     try:
         excluded = [r.prompt for r in read_outcomes(exclude_prompts)] if exclude_prompts else []
     except (OSError, OutcomeFileError) as exc:

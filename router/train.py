@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -33,6 +34,9 @@ class TrainConfig(BaseModel):
     # Stack a task prior (router.features.task_prior) when rows carry task labels;
     # kept only if it lowers the out-of-fold Brier score.
     task_prior: bool = True
+    # How candidates are chosen: out-of-fold routing AIQ on the training prompts
+    # (needs complete rows with costs; falls back to Brier otherwise) or Brier.
+    select_by: Literal["aiq", "brier"] = "aiq"
     # Auxiliary difficulty regressors (router.features.aux.AUX_SOURCES) and the
     # directory holding their public data (e.g. ../shared/data).
     aux: list[str] = Field(default_factory=list)
@@ -86,12 +90,13 @@ def train_router(
         if still:
             raise ValueError(f"no price for {still}: pass --prices or give rows cost_usd and token counts")
     feat = featurizer or build_featurizer(cfg.featurizer, cfg.embedding_model)
-    feat.fit(matrix.prompts)
+    feat.fit(matrix.prompts, progress=progress)
     aux_keys, aux_report = _fit_aux(feat, cfg, exclude_prompts)
     x = feat.transform(matrix.prompts, progress=progress)
     selection = select_and_fit(x, matrix.score, matrix.mask, candidates, folds=cfg.cv_folds, seed=cfg.seed,
                                progress=progress, embedding_dim=feat.embedding_dim,
-                               tasks=matrix.tasks if cfg.task_prior else None)
+                               tasks=matrix.tasks if cfg.task_prior else None,
+                               cost=matrix.cost if cfg.select_by == "aiq" else None)
     length, length_report = fit_length_model(x, matrix.completion_tokens, matrix.mask)
 
     out_dir.mkdir(parents=True, exist_ok=True)

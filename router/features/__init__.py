@@ -6,6 +6,9 @@ Two embedders are supported:
   cached on disk. Best for training-time quality, ~15 ms per uncached prompt.
 * ``static`` (``static-distilled``): token vectors distilled from MiniLM,
   averaged. Sub-millisecond, for the gateway's latency budget.
+* ``static-proj``: ``static`` plus a linear map, fitted at train time, from the
+  static features to MiniLM's sentence embedding (router.features.projection).
+  Same serving cost plus one small matrix product.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from router.features.aux import AuxRegressor
+from router.features.projection import Projection, fit_projection
 from router.features.sentence import DEFAULT_MODEL, SentenceEmbedder
 from router.features.static import StaticEmbedder
-from router.features.text import TextFeatures
+from router.features.text import FEATURE_NAMES, TextFeatures
 
-FEATURIZERS = ("minilm", "static", "minilm-only", "static-only")
+FEATURIZERS = ("minilm", "static", "minilm-only", "static-only", "static-proj")
 
 
 class Embedder(Protocol):
@@ -38,24 +42,43 @@ class Embedder(Protocol):
 class PromptFeaturizer:
     """Concatenates an embedding with optional text statistics and auxiliary predictions.
 
-    Columns: [embedding | text statistics | aux regressor outputs]. Auxiliary
-    regressors (router.features.aux) read the embedding and text columns.
+    Columns: [embedding | text statistics | aux regressor outputs]. With a
+    projection (`project_to` a teacher model), the embedding columns are the
+    projected embedding (router.features.projection). Auxiliary regressors
+    (router.features.aux) read the unprojected embedding and text columns.
     """
 
-    def __init__(self, embedder: Embedder, text_features: bool = True, aux: Sequence[AuxRegressor] = ()) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        text_features: bool = True,
+        aux: Sequence[AuxRegressor] = (),
+        project_to: str | None = None,
+        projection: Projection | None = None,
+    ) -> None:
         self.embedder = embedder
         self.text_features = text_features
         self._text = TextFeatures()
         self.aux: list[AuxRegressor] = list(aux)
+        self.project_to = project_to or (projection.teacher if projection else None)
+        self.projection = projection
 
     @property
     def embedding_dim(self) -> int:
         """Leading columns of `transform` that hold the L2-normalized embedding."""
-        return int(self.embedder.dim)
+        return int(self.projection.dim if self.projection is not None else self.embedder.dim)
 
-    def fit(self, prompts: Sequence[str]) -> PromptFeaturizer:
+    def fit(self, prompts: Sequence[str], progress: bool = False) -> PromptFeaturizer:
+        """Token weights (static) and, with `project_to`, the map to the teacher's embedding.
+
+        The teacher embeds every training prompt once (cached on disk), which
+        is affordable offline and never happens at serving time.
+        """
         if isinstance(self.embedder, StaticEmbedder):
             self.embedder.fit(prompts)
+        if self.project_to:
+            teacher = SentenceEmbedder(self.project_to).transform(prompts, progress)
+            self.projection = fit_projection(self.transform_base(prompts), teacher, self.project_to)
         return self
 
     def transform_base(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
@@ -67,9 +90,12 @@ class PromptFeaturizer:
 
     def transform(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
         base = self.transform_base(prompts, progress)
+        out = base
+        if self.projection is not None:
+            out = np.hstack([self.projection.transform(base), base[:, self.embedder.dim :]])
         if not self.aux:
-            return base
-        return np.hstack([base, *[reg.transform(base) for reg in self.aux]]).astype(np.float32)
+            return out.astype(np.float32)
+        return np.hstack([out, *[reg.transform(base) for reg in self.aux]]).astype(np.float32)
 
     def spec(self) -> dict[str, Any]:
         return {"embedder": self.embedder.spec(), "text_features": self.text_features}
@@ -82,9 +108,15 @@ class PromptFeaturizer:
             name = f"aux_{reg.name}.npz"
             reg.save(directory / name)
             aux_specs.append({"name": reg.name, "file": name, "targets": reg.target_names})
-        return {"embedder": emb_spec, "text_features": self.text_features,
-                "text_feature_names": list(self._text.spec()["features"]) if self.text_features else [],
-                "aux": aux_specs}
+        spec: dict[str, Any] = {
+            "embedder": emb_spec, "text_features": self.text_features,
+            "text_feature_names": list(FEATURE_NAMES) if self.text_features else [], "aux": aux_specs,
+        }
+        if self.projection is not None:
+            self.projection.save(directory / "projection.npz")
+            spec["projection"] = {"file": "projection.npz", "teacher": self.projection.teacher,
+                                  "alpha": self.projection.alpha}
+        return spec
 
     @classmethod
     def load(cls, directory: Path, spec: dict[str, Any], embedding_cache: bool = False) -> PromptFeaturizer:
@@ -99,7 +131,10 @@ class PromptFeaturizer:
         else:
             raise ValueError(f"unknown embedder kind {emb['kind']!r}")
         aux = [AuxRegressor.load(directory / _plain_name(a["file"])) for a in spec.get("aux", [])]
-        return cls(embedder, bool(spec.get("text_features", True)), aux)
+        proj_spec = spec.get("projection")
+        projection = (Projection.load(directory / _plain_name(proj_spec["file"]), str(proj_spec["teacher"]))
+                      if proj_spec else None)
+        return cls(embedder, bool(spec.get("text_features", True)), aux, projection=projection)
 
 
 def _plain_name(name: str) -> str:
@@ -113,6 +148,8 @@ def build_featurizer(name: str = "minilm", embedding_model: str = DEFAULT_MODEL)
     """`minilm`/`static` add text statistics; `*-only` use the embedding alone."""
     if name not in FEATURIZERS:
         raise ValueError(f"unknown featurizer {name!r}; choose one of {FEATURIZERS}")
+    if name == "static-proj":
+        return PromptFeaturizer(StaticEmbedder.distilled(embedding_model), text_features=True, project_to=embedding_model)
     base, _, only = name.partition("-")
     embedder: Embedder = (
         SentenceEmbedder(embedding_model) if base == "minilm" else StaticEmbedder.distilled(embedding_model)

@@ -154,3 +154,40 @@ def test_aux_excludes_held_out_prompts_and_round_trips(tmp_path: Path) -> None:
     assert x.shape == (3, 8 + 18 + 5)  # embedding, text statistics, five auxiliary targets
     np.testing.assert_allclose(x, feat.transform(QUESTIONS[:3]), atol=2e-3)
     evaluate(tmp_path / "art", test, train, baseline_embedder="router")  # no leakage now
+
+
+def test_projection_featurizer_maps_to_teacher_space_and_round_trips(tmp_path: Path) -> None:
+    from router.features.projection import fit_projection
+    from router.features.sentence import SentenceEmbedder
+
+    tok = (Path(resolve_model_path("all-MiniLM-L6-v2")) / "tokenizer.json").read_text()
+    table = np.random.default_rng(0).normal(size=(30522, 8)).astype(np.float32)
+    feat = PromptFeaturizer(StaticEmbedder(table, tok), project_to="all-MiniLM-L6-v2").fit(QUESTIONS)
+    assert feat.projection is not None and feat.embedding_dim == 384
+    x = feat.transform(QUESTIONS[:4])
+    assert x.shape == (4, 384 + 18)
+    np.testing.assert_allclose(np.linalg.norm(x[:, :384], axis=1), 1.0, atol=1e-5)
+    # The map moves the static embedding toward the teacher's (in-sample, heavily regularized).
+    teacher = SentenceEmbedder().transform(QUESTIONS[:4])
+    assert float((x[:, :384] * teacher).sum(1).mean()) > 0.5
+    spec = feat.save(tmp_path)
+    again = PromptFeaturizer.load(tmp_path, spec)
+    np.testing.assert_allclose(again.transform(QUESTIONS[:4]), x, atol=3e-3)
+    # A pure linear target is recovered by the ridge map.
+    rng = np.random.default_rng(1)
+    f = rng.normal(size=(300, 6))
+    proj = fit_projection(f, f @ rng.normal(size=(6, 3)), "toy")
+    assert proj.dim == 3 and proj.alpha >= 30.0
+
+
+def test_selection_by_out_of_fold_routing_aiq() -> None:
+    x, _, y, mask = _tasks_data()
+    cost = np.tile([1.0, 5.0], (len(y), 1))
+    cands = [PerModelLogistic(c=1e-4), PerModelLogistic(c=1.0)]
+    sel = select_and_fit(x, y, mask, cands, folds=3, cost=cost)
+    aiqs = [c["oof_aiq"] for c in sel.cv["candidates"]]
+    assert sel.cv["selected"]["oof_aiq"] == max(aiqs)
+    # Routing on the task signal beats a near-constant model (C=1e-4 shrinks every coefficient to ~0).
+    assert aiqs[1] > aiqs[0]
+    # Without costs the choice falls back to Brier and no AIQ is computed.
+    assert "oof_aiq" not in select_and_fit(x, y, mask, cands, folds=3).cv["selected"]
