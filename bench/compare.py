@@ -84,8 +84,8 @@ def parse_stat(text: str) -> tuple[int, int, float]:
     return pid, ppid, (utime + stime) / CLK_TCK
 
 
-def tree_cpu_s(root: int) -> float:
-    """utime+stime of `root` and all its live descendants (uvicorn workers are children)."""
+def _proc_table() -> dict[int, tuple[int, float]]:
+    """pid -> (ppid, utime+stime seconds) of every live process."""
     procs: dict[int, tuple[int, float]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -96,6 +96,10 @@ def tree_cpu_s(root: int) -> float:
         except (OSError, ValueError, IndexError):
             continue
         procs[pid] = (ppid, cpu)
+    return procs
+
+
+def _subtree_cpu_s(procs: dict[int, tuple[int, float]], root: int) -> float:
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in procs.items():
         children.setdefault(ppid, []).append(pid)
@@ -106,6 +110,24 @@ def tree_cpu_s(root: int) -> float:
             total += procs[pid][1]
         stack.extend(children.get(pid, []))
     return total
+
+
+def tree_cpu_s(root: int) -> float:
+    """utime+stime of `root` and all its live descendants (uvicorn workers are children)."""
+    return _subtree_cpu_s(_proc_table(), root)
+
+
+def worker_cpu_s(root: int) -> dict[int, float]:
+    """CPU seconds of each direct child's subtree: per uvicorn worker under its supervisor."""
+    procs = _proc_table()
+    return {pid: _subtree_cpu_s(procs, pid) for pid, (ppid, _) in procs.items() if ppid == root}
+
+
+def worker_shares(before: dict[int, float], after: dict[int, float]) -> list[float]:
+    """Each worker's share of the CPU the workers used between two readings, largest first."""
+    used = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
+    total = sum(used.values())
+    return sorted((u / total for u in used.values()), reverse=True) if total > 0 and len(used) > 1 else []
 
 
 # ---------------------------------------------------------------- processes
@@ -338,13 +360,19 @@ def measure(t: Target, stream: bool, c: int, plan: Plan, log: Callable[[str], No
         asyncio.run(run_load(LoadSpec(n=max(plan.warmup, c), **warm)))
     pids = (t.server_pid, t.redis_pid, t.upstream_pid)
     before = [tree_cpu_s(p) if p else 0.0 for p in pids]
+    workers_before = worker_cpu_s(t.server_pid) if t.server_pid else {}
     result = asyncio.run(run_load(LoadSpec(n=n, **common)))
     after = [tree_cpu_s(p) if p else 0.0 for p in pids]
+    shares = worker_shares(workers_before, worker_cpu_s(t.server_pid)) if t.server_pid else []
     ok = max(result["ok"], 1)
     per = [(a - b) * 1000 / ok if p and result["ok"] else math.nan for a, b, p in zip(after, before, pids)]
     row = Row(t.case, stream, c, result, per[0], per[1], per[2])
+    if t.case.endswith("-w2") and shares:
+        # How evenly the kernel spread the load generator's keep-alive connections over the workers.
+        row.extra["worker_cpu_shares"] = shares
     log(f"  {t.case:<15} stream={'on ' if stream else 'off'} c={c:<4} p50={result['p50_ms']:8.2f} p99={result['p99_ms']:8.2f} "
         f"rps={result['rps']:8.1f} err={result['errors']} cpu/req={row.server_cpu_ms:6.2f}ms"
+        + (f" workers={'/'.join(f'{x:.0%}' for x in shares)}" if row.extra.get("worker_cpu_shares") else "")
         + (f"  {result.get('error_samples')}" if result["errors"] else ""))
     return row
 
@@ -509,6 +537,12 @@ def render(rows: list[Row], plan: Plan, info: dict[str, str], vers: dict[str, st
         "",
         detail_table(rows),
     ]
+    split = [r for r in rows if r.extra.get("worker_cpu_shares")]
+    if split:
+        parts += ["", "CPU split between the child processes of `ttc-redis-w2`, its two workers and the supervisor's helper (share of their' CPU, busiest first), which shows how "
+                  "the kernel spread the load generator's keep-alive connections: "
+                  + "; ".join(f"stream {'on' if r.stream else 'off'} c={r.concurrency}: "
+                              + "/".join(f"{x:.0%}" for x in r.extra["worker_cpu_shares"]) for r in split) + "."]
     if skipped:
         parts += ["", "Skipped: " + "; ".join(f"`{k}`: {v}" for k, v in skipped.items())]
     return "\n".join(parts) + "\n"

@@ -17,6 +17,8 @@ from bench.compare import (
     paused,
     tree_cpu_s,
     update_results,
+    worker_cpu_s,
+    worker_shares,
 )
 from bench.fake_upstream import FakeUpstream
 from bench.load import LoadSpec, make_prompt, percentile, run_load
@@ -46,6 +48,25 @@ def test_parse_stat_handles_spaces_and_parentheses_in_the_name() -> None:
 def test_tree_cpu_counts_this_process() -> None:
     assert tree_cpu_s(os.getpid()) > 0
     assert tree_cpu_s(2**22 + 12345) == 0.0  # no such process
+
+
+def test_worker_shares_split_the_cpu_the_workers_used_between_readings() -> None:
+    before = {10: 5.0, 11: 1.0}
+    after = {10: 8.0, 11: 2.0}  # used 3 s and 1 s
+    assert worker_shares(before, after) == [0.75, 0.25]
+    assert worker_shares({10: 1.0}, {10: 2.0}) == []  # one worker: nothing to split
+    assert worker_shares(before, before) == []  # idle
+
+
+def test_worker_cpu_reads_each_child_subtree() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\ntime.sleep(5)"])
+    try:
+        time.sleep(1.0)
+        cpu = worker_cpu_s(os.getpid())
+        assert child.pid in cpu and cpu[child.pid] >= 0.2
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_prompts_are_distinct() -> None:
