@@ -539,7 +539,7 @@ def render(rows: list[Row], plan: Plan, info: dict[str, str], vers: dict[str, st
     ]
     split = [r for r in rows if r.extra.get("worker_cpu_shares")]
     if split:
-        parts += ["", "CPU split between the child processes of `ttc-redis-w2`, its two workers and the supervisor's helper (share of their' CPU, busiest first), which shows how "
+        parts += ["", "CPU split between the child processes of `ttc-redis-w2`, its two workers and the supervisor's helper (share of their CPU, busiest first), which shows how "
                   "the kernel spread the load generator's keep-alive connections: "
                   + "; ".join(f"stream {'on' if r.stream else 'off'} c={r.concurrency}: "
                               + "/".join(f"{x:.0%}" for x in r.extra["worker_cpu_shares"]) for r in split) + "."]
