@@ -35,25 +35,27 @@ DATASETS = {  # source -> held-out fraction
     "routerarena": 0.5,
 }
 # Auxiliary regressors and the datasets they are meant for (others ignore them).
-AUX_FOR = {"gsm8k-steps": ("routellm-gsm8k",)}
+AUX_FOR = {"gsm8k-steps": ("routellm-gsm8k",), "gsm8k-train": ("routellm-gsm8k",)}
 METHODS = ("router", "knn", "logistic", "mlp", "random", "oracle")
 KEYS = ("aiq", "apgr", "cpt50", "cpt80", "match_best_cost_fraction", "quality_at_cheapest")
 RESULTS = Path(__file__).resolve().parent / "results" / "router"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def variant_label(featurizer: str, aux: list[str], task_prior: bool, select_by: str = "aiq") -> str:
+def variant_label(featurizer: str, aux: list[str], task_prior: bool, select_by: str = "aiq",
+                  corpus: list[str] | None = None) -> str:
     """Name of a router variant in file names and the summary, e.g. `static+gsm8k-steps`."""
-    return (featurizer + "".join(f"+{a}" for a in aux) + ("" if task_prior else "+notask")
-            + ("" if select_by == "aiq" else f"+{select_by}"))
+    return (featurizer + "".join(f"+{a}" for a in aux) + "".join(f"+proj-{c}" for c in corpus or [])
+            + ("" if task_prior else "+notask") + ("" if select_by == "aiq" else f"+{select_by}"))
 
 
 def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
             baseline_embedder: str = "minilm", reuse: bool = False,
             aux: list[str] | None = None, task_prior: bool = True,
-            select_by: str = "aiq") -> dict[str, dict[str, float | None]]:
+            select_by: str = "aiq", corpus: list[str] | None = None) -> dict[str, dict[str, float | None]]:
     aux = [a for a in (aux or []) if source in AUX_FOR.get(a, ())]
-    label = variant_label(featurizer, aux, task_prior, select_by)
+    corpus = [c for c in (corpus or []) if source in AUX_FOR.get(c, ())]
+    label = variant_label(featurizer, aux, task_prior, select_by, corpus)
     done = work / "runs" / f"{source}-{label}-{baseline_embedder}-seed{seed}.json"
     if done.exists():  # finished earlier: reruns and restarts only add missing seeds
         return json.loads(done.read_text())
@@ -70,8 +72,8 @@ def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
         # Auxiliary data must not contain a held-out prompt: the test split is excluded
         # (and eval re-checks every auxiliary example against it).
         config = TrainConfig(featurizer=featurizer, cv_folds=folds, seed=seed, aux=aux,
-                             aux_data_dir=str(DATA) if aux else None, task_prior=task_prior,
-                             select_by=select_by)
+                             aux_data_dir=str(DATA) if aux or corpus else None, task_prior=task_prior,
+                             select_by=select_by, projection_corpus=corpus)
         selected = train_router(train_rows, art, read_prices(split / "prices.json"), config,
                                 exclude_prompts=[r.prompt for r in test_rows]).cv["selected"]
     t1 = time.time()
@@ -133,7 +135,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--featurizers", nargs="+", default=["minilm"])
     parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--aux", nargs="*", default=[], choices=sorted(AUX_FOR),
+    parser.add_argument("--proj-corpus", nargs="*", default=[], choices=["gsm8k-train"],
+                        help="unlabeled corpora for the static-proj map (used on the datasets they are meant for)")
+    parser.add_argument("--aux", nargs="*", default=[], choices=["gsm8k-steps"],
                         help="auxiliary regressors (used on the datasets they are meant for)")
     parser.add_argument("--no-task-prior", action="store_true", help="ablation: never stack the task prior")
     parser.add_argument("--select-by", default="aiq", choices=["aiq", "brier"],
@@ -152,11 +156,12 @@ def main() -> None:
     for featurizer in [] if args.summary_only else args.featurizers:
         for source in args.datasets:
             aux = [a for a in args.aux if source in AUX_FOR[a]]
-            key = f"{source}|{variant_label(featurizer, aux, not args.no_task_prior, args.select_by)}"
+            corpus = [c for c in args.proj_corpus if source in AUX_FOR[c]]
+            key = f"{source}|{variant_label(featurizer, aux, not args.no_task_prior, args.select_by, corpus)}"
             runs: dict[str, list] = {}
             for seed in args.seeds:
                 out = run_one(source, seed, featurizer, work, args.folds, args.baseline_embedder, args.reuse_artifacts,
-                              aux, not args.no_task_prior, args.select_by)
+                              aux, not args.no_task_prior, args.select_by, args.proj_corpus)
                 for method, vals in out.items():
                     runs.setdefault(method, []).append(vals)
             runs["_baseline_embedder"] = [args.baseline_embedder]

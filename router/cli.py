@@ -55,6 +55,7 @@ def train(
     exclude_prompts: Annotated[Path | None, typer.Option(help="outcome JSONL (e.g. the test split) whose prompts --aux data must not contain")] = None,
     task_prior: Annotated[bool, typer.Option(help="stack a task prior when rows carry task labels (kept only if CV improves)")] = True,
     select_by: Annotated[str, typer.Option(help="candidate selection: aiq (out-of-fold routing AIQ on train) | brier")] = "aiq",
+    proj_corpus: Annotated[list[str] | None, typer.Option(help="unlabeled corpus for the static-proj map, e.g. gsm8k-train (repeatable; read from --aux-data)")] = None,
 ) -> None:
     """Fit quality and length predictors; write a versioned artifact."""
     from router.importers import read_prices
@@ -70,13 +71,13 @@ def train(
     if select_by not in ("aiq", "brier"):
         _fail(f"--select-by must be aiq or brier, not {select_by!r}")
     config = TrainConfig(featurizer=featurizer, embedding_model=embedding_model, cv_folds=cv_folds, seed=seed,
-                         task_prior=task_prior, aux=aux or [], aux_data_dir=str(aux_data) if aux else None,
-                         select_by=select_by)
+                         task_prior=task_prior, aux=aux or [], aux_data_dir=str(aux_data) if aux or proj_corpus else None,
+                         select_by=select_by, projection_corpus=proj_corpus or [])
     try:
         excluded = [r.prompt for r in read_outcomes(exclude_prompts)] if exclude_prompts else []
     except (OSError, OutcomeFileError) as exc:
         _fail(str(exc))
-    if aux and not aux_data.is_dir():
+    if (aux or proj_corpus) and not aux_data.is_dir():
         _fail(f"--aux-data {aux_data} is not a directory")
     try:
         result = train_router(rows, out, price_map, config, progress=True, exclude_prompts=excluded)

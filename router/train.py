@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from router.artifact import Manifest, library_versions, write_manifest
 from router.features import PromptFeaturizer, build_featurizer
-from router.features.aux import AUX_SOURCES, aux_key, drop_excluded, fit_aux
+from router.features.aux import AUX_SOURCES, CORPORA, aux_key, drop_excluded, fit_aux
 from router.importers.base import Price
 from router.matrix import OutcomeMatrix, build_matrix, infer_prices
 from router.outcomes import OutcomeRow, outcomes_sha256, prompt_key
@@ -41,6 +41,9 @@ class TrainConfig(BaseModel):
     # directory holding their public data (e.g. ../shared/data).
     aux: list[str] = Field(default_factory=list)
     aux_data_dir: str | None = None
+    # Unlabeled corpora (router.features.aux.CORPORA) added to the training
+    # prompts when fitting the `static-proj` map; also read from aux_data_dir.
+    projection_corpus: list[str] = Field(default_factory=list)
 
 
 class TrainResult(BaseModel):
@@ -90,8 +93,11 @@ def train_router(
         if still:
             raise ValueError(f"no price for {still}: pass --prices or give rows cost_usd and token counts")
     feat = featurizer or build_featurizer(cfg.featurizer, cfg.embedding_model)
-    feat.fit(matrix.prompts, progress=progress)
+    corpus, corpus_keys, corpus_report = _projection_corpus(cfg, exclude_prompts)
+    feat.fit(matrix.prompts, progress=progress, corpus=corpus)
     aux_keys, aux_report = _fit_aux(feat, cfg, exclude_prompts)
+    aux_keys = sorted(set(aux_keys) | corpus_keys)
+    aux_report += corpus_report
     x = feat.transform(matrix.prompts, progress=progress)
     selection = select_and_fit(x, matrix.score, matrix.mask, candidates, folds=cfg.cv_folds, seed=cfg.seed,
                                progress=progress, embedding_dim=feat.embedding_dim,
@@ -132,6 +138,25 @@ def train_router(
     )
     write_manifest(out_dir, manifest)
     return TrainResult(artifact=str(out_dir), version=version, cv=manifest.cv, data_sha256=data_hash)
+
+
+def _projection_corpus(cfg: TrainConfig, exclude_prompts: Sequence[str]) -> tuple[list[str], set[str], list[dict[str, object]]]:
+    """Unlabeled texts for the projection, minus any excluded (held-out) prompt."""
+    if not cfg.projection_corpus:
+        return [], set(), []
+    if not cfg.aux_data_dir:
+        raise ValueError("a projection corpus needs aux_data_dir (the shared data directory)")
+    excluded = {aux_key(p) for p in exclude_prompts}
+    texts: list[str] = []
+    report: list[dict[str, object]] = []
+    for name in cfg.projection_corpus:
+        if name not in CORPORA:
+            raise ValueError(f"unknown corpus {name!r}; choose from {sorted(CORPORA)}")
+        found = CORPORA[name](Path(cfg.aux_data_dir))
+        keep = drop_excluded(found, excluded)
+        texts += [t for t, ok in zip(found, keep, strict=True) if ok]
+        report.append({"name": f"projection:{name}", "examples": int(keep.sum()), "excluded": int((~keep).sum())})
+    return texts, {aux_key(t) for t in texts}, report
 
 
 def _fit_aux(feat: PromptFeaturizer, cfg: TrainConfig, exclude_prompts: Sequence[str]) -> tuple[list[str], list[dict[str, object]]]:

@@ -68,17 +68,19 @@ class PromptFeaturizer:
         """Leading columns of `transform` that hold the L2-normalized embedding."""
         return int(self.projection.dim if self.projection is not None else self.embedder.dim)
 
-    def fit(self, prompts: Sequence[str], progress: bool = False) -> PromptFeaturizer:
+    def fit(self, prompts: Sequence[str], progress: bool = False, corpus: Sequence[str] = ()) -> PromptFeaturizer:
         """Token weights (static) and, with `project_to`, the map to the teacher's embedding.
 
-        The teacher embeds every training prompt once (cached on disk), which
-        is affordable offline and never happens at serving time.
+        The teacher embeds every training prompt, plus an optional unlabeled
+        `corpus`, once (cached on disk): affordable offline, never done at
+        serving time. Token weights come from the training prompts only.
         """
         if isinstance(self.embedder, StaticEmbedder):
             self.embedder.fit(prompts)
         if self.project_to:
-            teacher = SentenceEmbedder(self.project_to).transform(prompts, progress)
-            self.projection = fit_projection(self.transform_base(prompts), teacher, self.project_to)
+            texts = list(prompts) + list(corpus)
+            teacher = SentenceEmbedder(self.project_to).transform(texts, progress)
+            self.projection = fit_projection(self.transform_base(texts), teacher, self.project_to)
         return self
 
     def transform_base(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:

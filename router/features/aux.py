@@ -70,6 +70,14 @@ def load_gsm8k_train(data_dir: Path) -> tuple[list[str], np.ndarray]:
 AUX_SOURCES = {"gsm8k-steps": (load_gsm8k_train, GSM8K_TARGETS)}
 
 
+def load_gsm8k_questions(data_dir: Path) -> list[str]:
+    return load_gsm8k_train(data_dir)[0]
+
+
+# Unlabeled prompt corpora (text only) for fitting the `static-proj` map.
+CORPORA = {"gsm8k-train": load_gsm8k_questions}
+
+
 @dataclass
 class AuxRegressor:
     """Ridge (standardized features) -> k standardized auxiliary targets."""

@@ -191,3 +191,19 @@ def test_selection_by_out_of_fold_routing_aiq() -> None:
     assert aiqs[1] > aiqs[0]
     # Without costs the choice falls back to Brier and no AIQ is computed.
     assert "oof_aiq" not in select_and_fit(x, y, mask, cands, folds=3).cv["selected"]
+
+
+def test_projection_corpus_excludes_held_out_prompts_and_is_checked_by_eval(tmp_path: Path) -> None:
+    train, test, data, feat = _aux_setup(tmp_path)
+    feat.project_to = "all-MiniLM-L6-v2"
+    config = TrainConfig(featurizer="static-proj", cv_folds=2, projection_corpus=["gsm8k-train"], aux_data_dir=str(data))
+    result = train_router(train, tmp_path / "leaky", PRICES, config, featurizer=feat)
+    assert result.cv["aux"][0] == {"name": "projection:gsm8k-train", "examples": 41, "excluded": 0}
+    with pytest.raises(LeakageError):
+        evaluate(tmp_path / "leaky", test, train, baseline_embedder="router")
+    _, _, _, feat2 = _aux_setup(tmp_path / "again")
+    feat2.project_to = "all-MiniLM-L6-v2"
+    result = train_router(train, tmp_path / "clean", PRICES, config, featurizer=feat2,
+                          exclude_prompts=[r.prompt for r in test])
+    assert result.cv["aux"][0]["excluded"] == 1
+    evaluate(tmp_path / "clean", test, train, baseline_embedder="router")
