@@ -23,6 +23,8 @@ percentiles, RPS, and CPU from /proc: the server's whole process tree (uvicorn w
 Redis and the load generator itself. Overhead = the gateway's latency minus direct's at the same
 concurrency and stream mode. Ratios matter; absolute times move between runs.
 
+Each server's log goes to a temporary work dir, removed at the end unless ``TTC_BENCH_KEEP_WORK=1``.
+
 While one case is measured, the other servers are paused with SIGSTOP (``--no-isolate`` turns
 that off): on 2 cores, the idle timers and background loops of six other servers otherwise add
 noise to every c=1 latency, and most to the sub-millisecond ones.
@@ -721,7 +723,10 @@ def main(argv: list[str] | None = None) -> int:
     if results_path is not None:
         update_results(results_path, section)
         log(f"wrote {results_path}")
-    shutil.rmtree(work, ignore_errors=True)
+    if os.environ.get("TTC_BENCH_KEEP_WORK"):
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
