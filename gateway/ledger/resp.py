@@ -153,7 +153,8 @@ class LeanRedis:
 
     def _time_out(self, protocol: _Protocol, future: asyncio.Future[Any]) -> None:
         if not future.done():
-            # Later replies on this socket would be matched to the wrong callers: drop it whole.
+            # A server that leaves one call unanswered is not answering the calls queued behind it
+            # either: fail them all now and reconnect on the next call, as redis-py does.
             protocol.abort(RedisTimeoutError(f"Redis did not answer within {self._socket_timeout_s} s"))
 
     async def _connect(self) -> _Protocol:
