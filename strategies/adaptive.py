@@ -29,7 +29,7 @@ import dataclasses
 import math
 
 from .base import Completion, Message, StrategyError, StrategyInfo, StrategyResult
-from .common import finish, insufficient
+from .common import finish, insufficient, user_prompt
 from .context import RunContext
 from .policy import ConsistencyPolicy, StoppingPolicy, TablePolicy, checkpoints
 from .selectors import Selection, run_verifier, select, selection_cost
@@ -72,6 +72,9 @@ async def run_adaptive(messages: list[Message], ctx: RunContext) -> StrategyResu
         schedule = policy.schedule
     if p is not None and isinstance(policy, TablePolicy) and policy.difficulty_edges:
         policy = policy.with_difficulty(p)  # a copy: tables split by predicted difficulty
+    prompt = user_prompt(messages)
+    if hasattr(policy, "for_prompt"):
+        policy = policy.for_prompt(prompt)  # a copy, with the policy's own prompt difficulty
     if spec.stop_threshold is not None and isinstance(policy, TablePolicy):
         # A copy: the policy object is shared by concurrent requests.
         policy = dataclasses.replace(policy, threshold=spec.stop_threshold)
@@ -111,10 +114,12 @@ async def run_adaptive(messages: list[Message], ctx: RunContext) -> StrategyResu
             exhausted = True
             break
         keys = [answer_key(c, spec.extractor) for c in completions]
-        if policy.should_stop(tally(keys, [c.score for c in completions]), max_n):
+        weights = _vote_weights(policy, keys, completions, prompt)
+        if policy.should_stop(tally(keys, [c.score for c in completions], weights), max_n):
             break
 
-    picked = await _pick(messages, completions, ctx, passed)
+    keys = [answer_key(c, spec.extractor) for c in completions]
+    picked = await _pick(messages, completions, ctx, passed, _vote_weights(policy, keys, completions, prompt))
     chosen = completions[picked.index]
     degraded = max_n < requested or exhausted
     info = StrategyInfo(
@@ -127,8 +132,20 @@ async def run_adaptive(messages: list[Message], ctx: RunContext) -> StrategyResu
     )
 
 
+def _vote_weights(
+    policy: StoppingPolicy, keys: list[str | None], completions: list[Completion], prompt: str
+) -> list[float] | None:
+    """Per-sample vote weights when the policy has them (a fitted value policy
+    weighs samples by reliability; see strategies/reliability.py), else None."""
+    weigh = getattr(policy, "vote_weights", None)
+    if weigh is None:
+        return None
+    return weigh(keys, [c.completion_tokens for c in completions], prompt)
+
+
 async def _pick(
-    messages: list[Message], completions: list[Completion], ctx: RunContext, passed: int | None
+    messages: list[Message], completions: list[Completion], ctx: RunContext, passed: int | None,
+    weights: list[float] | None = None,
 ) -> Selection:
     if passed is not None:
         return Selection(passed, answer_key(completions[passed], ctx.spec.extractor), "verifier")
@@ -142,7 +159,7 @@ async def _pick(
             await ctx.meter.close()
             await ctx.meter.reserve(need)
         return await select(ctx.spec.selector, messages, completions, ctx)
-    return _vote(completions, ctx)
+    return _vote(completions, ctx, weights)
 
 
 def _selection_cost(messages: list[Message], ctx: RunContext, drawn: int) -> float:
@@ -168,9 +185,9 @@ def _affordable(
     return k
 
 
-def _vote(completions: list[Completion], ctx: RunContext) -> Selection:
+def _vote(completions: list[Completion], ctx: RunContext, weights: list[float] | None = None) -> Selection:
     keys = [answer_key(c, ctx.spec.extractor) for c in completions]
-    t = tally(keys, [c.score for c in completions])
+    t = tally(keys, [c.score for c in completions], weights)
     if t.leader is None:
         return Selection(0, None, "majority")
     return Selection(representative(completions, keys, t.leader), t.leader, "majority", {"votes": dict(t.counts)})

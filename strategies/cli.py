@@ -192,10 +192,21 @@ def fit_policy_cmd(
     state: str = typer.Option("vote", help="vote | vote+distinct."),
     first_wave: int = typer.Option(1),
     wave: int = typer.Option(1),
+    kind: str = typer.Option("table", help="table | value (weighted votes + stop-vs-one-more; see value_policy.py)."),
+    token_budget: float = typer.Option(0.38, help="--kind value: share of drawing all N it may spend (training)."),
 ) -> None:
-    """Fit adaptive's stopping table on a replay file."""
+    """Fit adaptive's stopping policy on a replay file (the gateway loads it from `strategies.policy`)."""
     problems = load_replay(replay)
     max_n = n or min(len(p.samples) for p in problems)
+    if kind == "value":
+        from .value_policy import fit_value_policy
+
+        value = fit_value_policy([to_policy_problem(p) for p in problems], max_n=max_n, token_budget=token_budget)
+        value.save(out)
+        typer.echo(f"lam={value.lam:.3g} cells={len(value.cont_cells)} -> {out}")
+        return
+    if kind != "table":
+        raise typer.BadParameter(f"unknown kind {kind!r}: table | value")
     pol = fit_policy([to_policy_problem(p) for p in problems], max_n=max_n, objective=objective,
                      tolerance=tolerance, rel_tolerance=rel_tolerance, state=state, first_wave=first_wave, wave=wave)
     pol.save(out)

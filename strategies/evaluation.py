@@ -15,6 +15,7 @@ import asyncio
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .budget import InMemoryBudget
 from .policy import Problem, StoppingPolicy, fit_policy, select_policy
@@ -127,6 +128,7 @@ def to_policy_problem(p: ReplayProblem, extractor: str = "auto", difficulty: flo
         correct=[bool(p.sample_correct(j)) for j in range(len(p.samples))],
         completion_tokens=[s.completion_tokens for s in p.samples],
         difficulty=difficulty,
+        prompt=p.prompt,
     )
 
 
@@ -174,6 +176,26 @@ def cross_fit(
             if predict is not None and hasattr(pol, "with_difficulty"):
                 served = pol.with_difficulty(predict(problems[i].prompt))  # type: ignore[attr-defined]
             by_id[problems[i].id] = served
+    return (lambda p: by_id[p.id]), policies
+
+
+def cross_fit_value(
+    problems: Sequence[ReplayProblem], *, folds: int = 5, seed: int = 0, **fit_kwargs: Any,
+) -> tuple[PolicyFor, list[StoppingPolicy]]:
+    """:class:`~strategies.value_policy.ValuePolicy` fitted out-of-fold: problem i
+    is served by the policy fitted on the other folds (its vote weights, prompt
+    difficulty model and token-budget calibration included)."""
+    from .value_policy import fit_value_policy
+
+    by_id: dict[str, StoppingPolicy] = {}
+    policies: list[StoppingPolicy] = []
+    for f, test_idx in enumerate(folds_of(problems, folds, seed)):
+        held = set(test_idx)
+        train = [to_policy_problem(problems[i]) for i in range(len(problems)) if i not in held]
+        pol = fit_value_policy(train, seed=seed * 100 + f, **fit_kwargs)
+        policies.append(pol)
+        for i in test_idx:
+            by_id[problems[i].id] = pol
     return (lambda p: by_id[p.id]), policies
 
 

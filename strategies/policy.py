@@ -191,8 +191,14 @@ class TablePolicy:
         Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
 
 
-def load_policy(path: str | Path) -> TablePolicy:
+def load_policy(path: str | Path) -> Any:
+    """A stopping policy from JSON: a :class:`TablePolicy` or a
+    :class:`~strategies.value_policy.ValuePolicy` (by its `kind`)."""
     obj = json.loads(Path(path).read_text())
+    if obj.get("kind") == "value":
+        from .value_policy import ValuePolicy  # imports this module
+
+        return ValuePolicy.from_json(obj)
     if obj.get("kind") != "table":
         raise ValueError(f"{path}: not a stopping-policy table")
     return TablePolicy(
@@ -219,6 +225,8 @@ class Problem:
     # Predicted P(one sample is correct) for the prompt (the router's difficulty
     # estimate, or any prompt-only model); None when there is none.
     difficulty: float | None = None
+    # The prompt text (the user turn), for policies with prompt features.
+    prompt: str = ""
 
 
 def _answer_correct(p: Problem, answer: str | None) -> bool:
@@ -323,6 +331,8 @@ class SimResult:
 
 def _for_problem(policy: Any, p: Problem) -> Any:
     """The policy as it runs on this prompt (with its predicted difficulty, if any)."""
+    if hasattr(policy, "for_prompt"):  # reads the prompt itself, as adaptive runs it
+        return policy.for_prompt(p.prompt)
     if p.difficulty is not None and hasattr(policy, "with_difficulty"):
         return policy.with_difficulty(p.difficulty)
     return policy
@@ -338,10 +348,13 @@ def simulate_per_problem(
         pol = _for_problem(policy, p)
         max_n = min(pol.max_n, len(p.answers))
         sched = [k for k in pol.schedule if k < max_n] + [max_n]
+        # Per-sample vote weights, as adaptive computes them (None: one sample, one vote).
+        weights = pol.vote_weights(p.answers, p.completion_tokens, p.prompt) if hasattr(pol, "vote_weights") else None
         acc = tok = calls = 0.0
         for order in per:
             for k in sched:
-                t = tally([p.answers[j] for j in order[:k]], [p.scores[j] for j in order[:k]])
+                t = tally([p.answers[j] for j in order[:k]], [p.scores[j] for j in order[:k]],
+                          [weights[j] for j in order[:k]] if weights is not None else None)
                 if pol.should_stop(t, max_n):
                     break
             acc += _answer_correct(p, t.leader)

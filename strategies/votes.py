@@ -30,15 +30,28 @@ class Tally:
     score_sums: dict[str, float]
     first_seen: dict[str, int]
     has_scores: bool
+    # Summed per-sample vote weights (`strategies.reliability`); None: one sample, one vote.
+    weight_sums: dict[str, float] | None = None
 
     @property
     def ranking(self) -> list[str]:
-        # Most votes; ties go to the larger summed reward score (when the
-        # Generator supplies scores), then to the answer seen first.
+        # Most votes (weighted, when weights are given); ties go to the larger
+        # summed reward score (when the Generator supplies scores), then to the
+        # answer seen first.
+        w = self.weight_sums
+        if w is not None:
+            return sorted(self.counts, key=lambda a: (-round(w[a], 9), -self.score_sums.get(a, 0.0), self.first_seen[a]))
         return sorted(
             self.counts,
             key=lambda a: (-self.counts[a], -self.score_sums.get(a, 0.0), self.first_seen[a]),
         )
+
+    def weight_of(self, rank: int) -> float:
+        """Weighted votes of the answer ranked `rank` (0: the leader); 0 if none."""
+        r = self.ranking
+        if rank >= len(r):
+            return 0.0
+        return self.weight_sums[r[rank]] if self.weight_sums is not None else float(self.counts[r[rank]])
 
     @property
     def leader(self) -> str | None:
@@ -65,10 +78,13 @@ class Tally:
         return self.score_sums[lead] / self.counts[lead]
 
 
-def tally(keys: list[str | None], scores: list[float | None] | None = None) -> Tally:
+def tally(
+    keys: list[str | None], scores: list[float | None] | None = None, weights: list[float] | None = None,
+) -> Tally:
     counts: dict[str, int] = {}
     sums: dict[str, float] = {}
     first: dict[str, int] = {}
+    wsums: dict[str, float] | None = {} if weights is not None else None
     scores = scores or [None] * len(keys)
     has_scores = any(s is not None for s in scores)
     for i, (k, s) in enumerate(zip(keys, scores)):
@@ -77,7 +93,9 @@ def tally(keys: list[str | None], scores: list[float | None] | None = None) -> T
         counts[k] = counts.get(k, 0) + 1
         sums[k] = sums.get(k, 0.0) + (s or 0.0)
         first.setdefault(k, i)
-    return Tally(len(keys), counts, sums, first, has_scores)
+        if wsums is not None and weights is not None:
+            wsums[k] = wsums.get(k, 0.0) + weights[i]
+    return Tally(len(keys), counts, sums, first, has_scores, wsums)
 
 
 def representative(completions: list[Completion], keys: list[str | None], answer: str) -> int:

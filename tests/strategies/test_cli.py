@@ -4,6 +4,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from strategies.cli import app
+from strategies.policy import load_policy
 
 RUNNER = CliRunner()
 
@@ -59,3 +60,7 @@ def test_fit_policy_command(tmp_path: Path) -> None:
     res = RUNNER.invoke(app, ["fit-policy", "--replay", str(replay), "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text())["kind"] == "table"
+    res = RUNNER.invoke(app, ["fit-policy", "--replay", str(replay), "--out", str(out), "--kind", "value"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["kind"] == "value"
+    assert type(load_policy(out)).__name__ == "ValuePolicy"  # what the gateway loads from strategies.policy

@@ -1,0 +1,100 @@
+"""Per-sample vote weights for `adaptive`: not every sample is worth one vote.
+
+Plain majority counts every sample once. On a weak model some samples are
+visibly less reliable, and that is readable without any answer key, from what
+the live gateway has for every sample anyway:
+
+* its completion length (token count): on SmolLM2-135M samples that run to the
+  output cap are right 14% of the time, mid-length ones 47%;
+* whether its answer just repeats a number given in the prompt (the user turn),
+  a typical failure of small models on word problems (4% right there).
+
+A :class:`ReliabilityModel` maps a sample to a category (``echo``, or a
+length bin ``L0``..``Lk`` with quantile edges) and the category to a weight in
+(0, 1]: P(correct | category) on the *training* problems, relative to the best
+category, shrunk toward the overall rate where a category is rare. It reads
+only answers, token counts and the prompt text. Weighted votes change what
+adaptive answers, so it is fitted with the stopping policy and shipped in the
+same JSON (:mod:`strategies.value_policy`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_NUM = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def prompt_numbers(prompt: str) -> frozenset[float]:
+    """The numbers a prompt states (commas as thousands separators)."""
+    return frozenset(float(x) for x in _NUM.findall(prompt.replace(",", "")))
+
+
+def _as_number(answer: str | None) -> float | None:
+    if answer is None:
+        return None
+    try:
+        return float(answer.replace(",", ""))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ReliabilityModel:
+    # Upper bounds (inclusive) of the length bins; a length above the last one is the last bin.
+    length_edges: list[int]
+    weights: dict[str, float]
+
+    def category(self, answer: str | None, completion_tokens: int, numbers: frozenset[float]) -> str:
+        value = _as_number(answer)
+        if value is not None and value in numbers:
+            return "echo"
+        return f"L{min(bisect.bisect_left(self.length_edges, completion_tokens), len(self.length_edges))}"
+
+    def weight(self, answer: str | None, completion_tokens: int, numbers: frozenset[float]) -> float:
+        # An unseen category counts as a full vote: no evidence against it.
+        return self.weights.get(self.category(answer, completion_tokens, numbers), 1.0)
+
+    def weights_for(self, answers: Sequence[str | None], tokens: Sequence[int], prompt: str) -> list[float]:
+        numbers = prompt_numbers(prompt)
+        return [self.weight(a, t, numbers) for a, t in zip(answers, tokens)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"length_edges": self.length_edges, "weights": {k: round(v, 6) for k, v in self.weights.items()}}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> ReliabilityModel:
+        return cls([int(x) for x in obj["length_edges"]], {k: float(v) for k, v in obj["weights"].items()})
+
+
+def fit_reliability(
+    samples: Iterable[tuple[str | None, int, frozenset[float], bool]], *, bins: int = 6, prior: float = 10.0,
+) -> ReliabilityModel:
+    """Fit from training samples `(answer, completion_tokens, prompt numbers, correct)`.
+
+    Length bins start at quantiles of the training lengths (so the samples
+    cut at the output cap get a bin of their own when there are many); each category's rate is
+    shrunk toward the overall rate by `prior` pseudo-samples."""
+    rows = list(samples)
+    if not rows:
+        return ReliabilityModel([], {})
+    lengths = sorted(t for _, t, _, _ in rows)
+    # Each quantile value opens a bin (upper bounds are one below it): when many samples stop at the
+    # output cap, the cap is a quantile and those samples get a bin of their own.
+    quantiles = {lengths[min(len(lengths) * q // bins, len(lengths) - 1)] for q in range(1, bins)}
+    edges = sorted({q - 1 for q in quantiles if q > lengths[0]})
+    model = ReliabilityModel(edges, {})
+    overall = sum(c for *_, c in rows) / len(rows)
+    stats: dict[str, list[float]] = {}
+    for answer, tokens, numbers, correct in rows:
+        cell = stats.setdefault(model.category(answer, tokens, numbers), [0.0, 0.0])
+        cell[0] += 1
+        cell[1] += float(correct)
+    rates = {k: (s + prior * overall) / (n + prior) for k, (n, s) in stats.items()}
+    best = max(rates.values()) or 1.0
+    # A floor keeps a category's votes from vanishing: with every sample in it, they still decide.
+    return ReliabilityModel(edges, {k: max(r / best, 0.01) for k, r in rates.items()})
