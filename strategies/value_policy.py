@@ -298,7 +298,9 @@ def fit_value_policy(
         reliability = fit_reliability(
             ((a, t, prompt_numbers(p.prompt), c) for p in problems
              for a, t, c in zip(p.answers, p.completion_tokens, p.correct)), bins=length_bins)
-    knn, edges, dbins = None, [], [None] * len(problems)
+    knn: KnnDifficulty | None = None
+    edges: list[float] = []
+    dbins: list[int | None] = [None] * len(problems)
     if difficulty_bins > 1 and all(p.prompt for p in problems):
         rates = [sum(p.correct) / max(len(p.correct), 1) for p in problems]
         knn = fit_knn_difficulty([p.prompt for p in problems], rates, k=knn_k)

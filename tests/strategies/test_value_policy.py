@@ -4,6 +4,7 @@ import random
 from pathlib import Path
 
 from strategies.budget import InMemoryBudget
+from strategies.evaluation import to_policy_problem
 from strategies.knn_difficulty import fit_knn_difficulty
 from strategies.policy import (
     ConsistencyPolicy,
@@ -13,6 +14,7 @@ from strategies.policy import (
     simulate_per_problem,
 )
 from strategies.reliability import ReliabilityModel, fit_reliability, prompt_numbers
+from strategies.replay import ReplayGenerator, ReplayProblem, ReplaySample
 from strategies.runner import run_strategy
 from strategies.spec import TTCSpec
 from strategies.value_policy import ValuePolicy, fit_value_policy
@@ -122,3 +124,36 @@ async def test_adaptive_answers_with_the_weighted_vote() -> None:
     plain = await run_strategy(msgs, TTCSpec(strategy="best_of_n", n=3), generator=gen, budget=InMemoryBudget(),
                                params={"max_tokens": 20})
     assert plain.answer == "7"  # majority itself is unchanged
+
+
+async def test_adaptive_through_replay_does_exactly_what_the_fitter_models() -> None:
+    """The gateway code path (adaptive over a Generator) and the fitter's model of it
+    (tally with weights, then should_stop, sample by sample) agree draw for draw."""
+    raw = synthetic(2)[:30]
+    rng = random.Random(3)
+    replay = [
+        ReplayProblem(id=str(i), prompt=p.prompt, samples=[
+            ReplaySample(answer=a, correct=c, prompt_tokens=5, completion_tokens=rng.choice([12, 20, 40]))
+            for a, c in zip(p.answers, p.correct)])
+        for i, p in enumerate(raw)
+    ]
+    pol = fit_value_policy([to_policy_problem(p) for p in replay], max_n=12, token_budget=0.4, perms=8, knn_k=3)
+    for p in replay:
+        pp = to_policy_problem(p)
+        served = pol.for_prompt(p.prompt)
+        weights = served.vote_weights(pp.answers, pp.completion_tokens, p.prompt)
+        assert weights is not None
+        for seed in range(3):
+            gen = ReplayGenerator([p], seed=seed)
+            res = await run_strategy([{"role": "user", "content": p.prompt}], TTCSpec(strategy="adaptive"),
+                                     generator=gen, budget=InMemoryBudget(), policy=pol)
+            order = list(range(len(p.samples)))
+            random.Random(f"{seed}:{p.id}").shuffle(order)
+            for k in served.schedule:
+                part = order[:k]
+                t = tally([pp.answers[j] for j in part], None, [weights[j] for j in part])
+                if served.should_stop(t, 12):
+                    break
+            assert len(res.calls) == k
+            assert res.answer == t.leader
+            assert res.usage.completion_tokens == sum(pp.completion_tokens[j] for j in part)
