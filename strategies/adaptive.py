@@ -11,7 +11,11 @@ or None), the ledger balance and the per-request cap:
 * otherwise: draw samples in waves (`first_wave`, then `wave` at a time, up to
   N) and after each wave ask the stopping policy whether more samples are worth
   their cost (decisive vote, or scattered votes that will not converge); with a
-  verifier (`selector: verifier`), stop at the first sample that passes.
+  verifier (`selector: verifier`), stop at the first sample that passes. A
+  fitted value policy (`strategies.value_policy`) also weighs each sample's
+  vote by its reliability (length, answers that repeat a prompt number) and
+  reads the prompt for its own difficulty estimate; adaptive then answers with
+  the weighted vote.
 
 Each wave is reserved on its own and settled as soon as it returns, so an early
 stop never holds budget. With a `judge` or `reward` selector, each wave's

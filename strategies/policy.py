@@ -32,7 +32,9 @@ policy sees only answers and reward scores. Evaluate with held-out folds
 (`strategies.evaluation.cross_fit`).
 
 A table is small JSON (`TablePolicy.save` / `load_policy`), so the gateway can
-ship one per model family.
+ship one per model family. :mod:`strategies.value_policy` is the other kind
+`load_policy` reads: it prices each further sample against its tokens and
+weighs votes by sample reliability (the SmolLM2-135M headline).
 """
 
 from __future__ import annotations
