@@ -20,12 +20,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from router.artifact import read_manifest  # noqa: E402
 from router.evaluate import EvalResult, evaluate  # noqa: E402
 from router.features.cache import default_cache_dir  # noqa: E402
 from router.importers import read_prices, run_import  # noqa: E402
 from router.outcomes import read_outcomes  # noqa: E402
 from router.report import write_report  # noqa: E402
-from router.artifact import read_manifest  # noqa: E402
 from router.train import TrainConfig, train_router  # noqa: E402
 
 DATASETS = {  # source -> held-out fraction
@@ -55,7 +55,7 @@ def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
             select_by: str = "aiq", corpus: list[str] | None = None) -> dict[str, dict[str, float | None]]:
     aux = [a for a in (aux or []) if source in AUX_FOR.get(a, ())]
     corpus = [c for c in (corpus or []) if source in AUX_FOR.get(c, ())]
-    label = variant_label(featurizer, aux, task_prior, select_by, corpus)
+    label = variant_label(featurizer, aux, task_prior, select_by, corpus) + ("" if folds == 3 else f"+f{folds}")
     done = work / "runs" / f"{source}-{label}-{baseline_embedder}-seed{seed}.json"
     if done.exists():  # finished earlier: reruns and restarts only add missing seeds
         return json.loads(done.read_text())
@@ -158,6 +158,7 @@ def main() -> None:
             aux = [a for a in args.aux if source in AUX_FOR[a]]
             corpus = [c for c in args.proj_corpus if source in AUX_FOR[c]]
             key = f"{source}|{variant_label(featurizer, aux, not args.no_task_prior, args.select_by, corpus)}"
+            key += "" if args.folds == 3 else f"+f{args.folds}"
             runs: dict[str, list] = {}
             for seed in args.seeds:
                 out = run_one(source, seed, featurizer, work, args.folds, args.baseline_embedder, args.reuse_artifacts,
