@@ -1,21 +1,28 @@
-"""Adaptive's learned stopping policy on problems it was never developed on.
+"""Adaptive's learned stopping policy on recordings it was never developed on.
 
-    python bench/strategies_transfer.py [--seeds 20] [--perms 40] [--token-budget 0.38]
+    python bench/strategies_transfer.py [--check fresh-samples|addsub] [--seeds 20] [--perms 40] [--token-budget 0.38]
 
 The value policy (strategies/value_policy.py) and its settings were developed on the committed
-SmolLM2-135M recording of MAWPS single-operation problems, with cross-fitting but with the
-held-out results in view. This script is the check that choice could not influence: the policy
-is fitted once on that whole recording, with the headline's settings, and evaluated on a second
-recording made afterwards, 100 MAWPS add/sub problems with one-digit numbers, recorded the same
-way (same model, few-shot turns, temperature, 40-token cap, extractor):
+SmolLM2-135M recording of MAWPS single-operation problems (tests/fixtures/smollm2_mawps_singleop_16.jsonl),
+cross-fitted, but with the held-out results in view. These checks use recordings made after those
+choices were fixed, with the headline's settings and nothing fitted on them:
 
-    python -m gateway.cli strategies record --config CONFIG_P2 --prompts mawps_addsub_1digit.jsonl \\
-        --shots tests/fixtures/arith_shots.jsonl --samples 16 --out smollm2_mawps_addsub_16.jsonl \\
+- ``fresh-samples``: the same 111 problems, 16 new samples each (a second run of the same recording
+  command). Each problem is served by the policy cross-fitted on the *other* folds of the first
+  recording (5 folds, fold seed 0, as the headline), so no policy has seen that problem's prompt or
+  samples, and the new samples test whether the design was fitted to the first recording's draws.
+- ``addsub``: 100 MAWPS add/sub problems with one-digit numbers, another problem type; the policy is
+  fitted once on the whole first recording.
+
+Both recordings were made the same way as the first (same model, few-shot turns, temperature,
+40-token cap, extractor; CONFIG_P2 is in bench/results/strategies/live_smollm2.md):
+
+    python -m gateway.cli strategies record --config CONFIG_P2 --prompts PROMPTS.jsonl \\
+        --shots tests/fixtures/arith_shots.jsonl --samples 16 --out OUT.jsonl \\
         --max-tokens 40 --temperature 0.7 --stop '\\n\\n' --extractor final_number
 
-(CONFIG_P2 and the way the prompt file was cut are in bench/results/strategies/live_smollm2.md and
-below.) Accuracy and tokens come from the real adaptive strategy over a ReplayGenerator, 20 draw
-orders per problem; CIs are 95% bootstraps over problems, paired for ratios.
+Accuracy and tokens come from the real adaptive strategy over a ReplayGenerator, 20 draw orders per
+problem; CIs are 95% bootstraps over problems, paired for ratios.
 """
 
 from __future__ import annotations
@@ -23,30 +30,55 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from strategies.evaluation import (
     EvalResult,
+    PolicyFor,
     bootstrap_ci,
     bootstrap_ratio_ci,
+    cross_fit_value,
     evaluate,
     per_problem,
     to_policy_problem,
 )
-from strategies.replay import load_replay
+from strategies.replay import ReplayProblem, load_replay
 from strategies.spec import TTCSpec
 from strategies.value_policy import fit_value_policy
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN = REPO / "tests" / "fixtures" / "smollm2_mawps_singleop_16.jsonl"
-TEST = REPO / "tests" / "fixtures" / "smollm2_mawps_addsub_16.jsonl"
+FIXTURES = REPO / "tests" / "fixtures"
+TRAIN = FIXTURES / "smollm2_mawps_singleop_16.jsonl"
 OUT = REPO / "bench" / "results" / "strategies"
-CUT = ("python -c \"import json, re; rows = [json.loads(l) for l in open('../shared/data/math/mawps.jsonl')]; "
-       "keep = [r for r in rows if r['type'] == 'addsub' and re.findall(r'\\d+(?:\\.\\d+)?', r['input']) and "
-       "max(float(x) for x in re.findall(r'\\d+(?:\\.\\d+)?', r['input'])) < 10][:100]; "
-       "open('mawps_addsub_1digit.jsonl', 'w').writelines(json.dumps(r) + '\\n' for r in keep)\"")
+MAWPS_CUT = ("python -c \"import json, re; rows = [json.loads(l) for l in open('../shared/data/math/mawps.jsonl')]; "
+             "keep = [r for r in rows if r['type'] == '{type}' and re.findall(r'\\d+(?:\\.\\d+)?', r['input']) and "
+             "max(float(x) for x in re.findall(r'\\d+(?:\\.\\d+)?', r['input'])) < 10]{limit}; "
+             "open('PROMPTS.jsonl', 'w').writelines(json.dumps(r) + '\\n' for r in keep)\"")
+
+
+@dataclass(frozen=True)
+class Check:
+    test: Path
+    title: str
+    test_description: str
+    prompts: str  # how the prompt file was cut from the shared data
+    cross_fit: bool  # same problems as the training recording: serve each by its out-of-fold policy
+
+
+CHECKS = {
+    "fresh-samples": Check(
+        FIXTURES / "smollm2_mawps_singleop_16_b.jsonl", "fresh samples of the same problems",
+        "the same 111 MAWPS single-op problems, 16 new samples each, recorded after the policy's design was fixed; "
+        "each problem is served by the policy cross-fitted on the other folds of the first recording (5 folds, "
+        "fold seed 0), so no policy has seen that problem", MAWPS_CUT.format(type="singleop", limit=""), True),
+    "addsub": Check(
+        FIXTURES / "smollm2_mawps_addsub_16.jsonl", "another problem type",
+        "100 MAWPS add/sub problems with one-digit numbers, recorded after the policy's design was fixed; the "
+        "policy is fitted once on the whole first recording", MAWPS_CUT.format(type="addsub", limit="[:100]"), False),
+}
 
 
 def shown(path: Path) -> str:
@@ -58,51 +90,63 @@ def pct(t: tuple[float, float, float]) -> str:
     return f"{100 * t[0]:.1f}% [{100 * t[1]:.1f}, {100 * t[2]:.1f}]"
 
 
+def policies_for(check: Check, train: list[ReplayProblem], test: list[ReplayProblem], max_n: int, perms: int,
+                 token_budget: float) -> PolicyFor:
+    if check.cross_fit:
+        if {p.id for p in test} != {p.id for p in train}:
+            raise SystemExit(f"{check.test}: not the same problems as {TRAIN}")
+        lookup, _ = cross_fit_value(train, folds=5, seed=0, max_n=max_n, perms=perms, token_budget=token_budget)
+        return lookup
+    policy = fit_value_policy([to_policy_problem(p) for p in train], max_n=max_n, perms=perms, seed=0,
+                              token_budget=token_budget)
+    return lambda _p: policy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", choices=sorted(CHECKS), default="fresh-samples")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--perms", type=int, default=40)
     parser.add_argument("--token-budget", type=float, default=0.38)
-    parser.add_argument("--train", type=Path, default=TRAIN)
-    parser.add_argument("--test", type=Path, default=TEST)
+    parser.add_argument("--test", type=Path, default=None, help="override the check's recording")
     args = parser.parse_args()
 
-    train, test = load_replay(args.train), load_replay(args.test)
+    check = CHECKS[args.check]
+    test_path = args.test or check.test
+    train, test = load_replay(TRAIN), load_replay(test_path)
     max_n = len(test[0].samples)
-    policy = fit_value_policy([to_policy_problem(p) for p in train], max_n=max_n, perms=args.perms, seed=0,
-                              token_budget=args.token_budget)
+    policy_for = policies_for(check, train, test, max_n, args.perms, args.token_budget)
+    adaptive_label = "adaptive (value policy, fitted on the first recording)"
     runs: dict[str, EvalResult] = {
         "single": evaluate(test, TTCSpec(strategy="best_of_n", n=1), args.seeds, label="single"),
         f"majority@{max_n}": evaluate(test, TTCSpec(strategy="best_of_n", n=max_n), args.seeds, label=f"majority@{max_n}"),
-        "adaptive (value policy fitted on the single-op recording)": evaluate(
-            test, TTCSpec(strategy="adaptive", n=max_n), args.seeds, policy_for=lambda _p: policy, label="adaptive"),
+        adaptive_label: evaluate(test, TTCSpec(strategy="adaptive", n=max_n), args.seeds, policy_for=policy_for,
+                                 label="adaptive"),
     }
-    maj, adaptive = runs[f"majority@{max_n}"], runs["adaptive (value policy fitted on the single-op recording)"]
+    maj, adaptive = runs[f"majority@{max_n}"], runs[adaptive_label]
     acc_ratio = bootstrap_ratio_ci(per_problem(adaptive.correct), per_problem(maj.correct))
     tok_ratio = bootstrap_ratio_ci(per_problem(adaptive.tokens), per_problem(maj.tokens))
+    single_accuracy = runs["single"].accuracy
     result = {
-        "train": shown(args.train), "test": shown(args.test),
-        "train_problems": len(train), "test_problems": len(test), "seeds": args.seeds, "perms": args.perms,
-        "token_budget": args.token_budget, "policy_meta": policy.meta,
+        "check": args.check, "train": shown(TRAIN), "test": shown(test_path), "train_problems": len(train),
+        "test_problems": len(test), "seeds": args.seeds, "perms": args.perms, "token_budget": args.token_budget,
         "runs": {name: {"accuracy_ci": bootstrap_ci(per_problem(r.correct)),
                         "mean_completion_tokens": r.mean_completion_tokens, "mean_calls": r.mean_calls}
                  for name, r in runs.items()},
         "adaptive_accuracy_vs_majority": acc_ratio, "adaptive_tokens_vs_majority": tok_ratio,
         "target_met": acc_ratio[0] >= 0.98 and tok_ratio[0] <= 0.40,
+        # The issue's floor: below 10% single-sample accuracy the targets cannot be measured.
+        "measurable": single_accuracy >= 0.10,
     }
-    single_accuracy = runs["single"].accuracy
-    # The issue's floor: below 10% single-sample accuracy the targets cannot be measured.
-    result["measurable"] = single_accuracy >= 0.10
     lines = [
-        "# Adaptive's stopping policy on a recording it was not developed on",
+        f"# Adaptive's stopping policy on a recording it was not developed on: {check.title}",
         "",
-        f"Generated by `python bench/strategies_transfer.py --seeds {args.seeds} --perms {args.perms} "
-        f"--token-budget {args.token_budget}`.",
+        (f"Generated by `python bench/strategies_transfer.py --check {args.check} --seeds {args.seeds} "
+        f"--perms {args.perms} --token-budget {args.token_budget}`."),
         "",
-        f"Policy: `strategies/value_policy.py`, fitted once on all {len(train)} problems of `{result['train']}` "
-        f"(MAWPS single-op), token budget {args.token_budget} of drawing all {max_n}, {args.perms} draw orders. "
-        f"Test: `{result['test']}`, {len(test)} MAWPS add/sub problems with one-digit numbers, recorded after the "
-        "policy's design was fixed, same model and settings. Nothing about the test recording is read by the fit.",
+        (f"Policy: `strategies/value_policy.py` with the headline's settings (token budget {args.token_budget} of "
+        f"drawing all {max_n}, {args.perms} draw orders), fitted on `{result['train']}` ({len(train)} MAWPS "
+        f"single-op problems). Test: `{result['test']}`: {check.test_description}."),
         "",
         "| run | accuracy [95% CI] | completion tokens | calls |",
         "|---|---|---|---|",
@@ -119,22 +163,16 @@ def main() -> None:
     ]
     if not result["measurable"]:
         lines += [
-            f"**The targets cannot be measured on this set**: single-sample accuracy is {100 * single_accuracy:.1f}%, "
-            "below the issue's 10% floor, so the accuracy ratio rests on a handful of problems (see its CI). The token "
-            "share still says how the token budget calibrated on the training recording carries over to another one.",
+            (f"**The targets cannot be measured on this set**: single-sample accuracy is {100 * single_accuracy:.1f}%, "
+            "below the issue's 10% floor, so the accuracy ratio rests on a handful of problems (see its CI). The "
+            "token share still says how the token budget calibrated on the first recording carries over."),
             "",
         ]
-    lines += [
-        "How the test prompts were cut from the shared data (first 100 in file order):",
-        "",
-        "```",
-        CUT,
-        "```",
-        "",
-    ]
+    lines += ["How the prompt file was cut from the shared data:", "", "```", check.prompts, "```", ""]
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "transfer_addsub.md").write_text("\n".join(lines))
-    (OUT / "transfer_addsub.json").write_text(json.dumps(result, indent=1))
+    stem = f"transfer_{args.check.replace('-', '_')}"
+    (OUT / f"{stem}.md").write_text("\n".join(lines))
+    (OUT / f"{stem}.json").write_text(json.dumps(result, indent=1))
     print("\n".join(lines))
 
 
