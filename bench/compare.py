@@ -65,7 +65,6 @@ LITELLM_KEY = "sk-litellm-bench-master"
 # The RouteLLM GSM8K set's two models; the gateway maps its own names onto them with router_name.
 ROUTER_MODELS = {"strong": "gpt-4-1106-preview", "weak": "mistralai/Mixtral-8x7B-Instruct-v0.1"}
 DEFAULT_CASES = ["direct", "ttc-sqlite", "ttc-redis", "ttc-redis-w2", "ttc-auto", "ttc-auto-minilm", "litellm"]
-ALL_CASES = DEFAULT_CASES
 AUTO_CASES = ("ttc-auto", "ttc-auto-minilm")
 RESULTS_BEGIN = "<!-- bench/compare.py: begin -->"
 RESULTS_END = "<!-- bench/compare.py: end -->"
@@ -567,7 +566,7 @@ def update_results(path: Path, section: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: small N, no RESULTS.md unless --results is given")
-    parser.add_argument("--cases", nargs="+", choices=ALL_CASES, default=DEFAULT_CASES)
+    parser.add_argument("--cases", nargs="+", choices=DEFAULT_CASES, default=DEFAULT_CASES)
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 32, 128])
     parser.add_argument("--stream", choices=["off", "on", "both"], default="both")
     parser.add_argument("--n-c1", type=int, default=None, help="requests at concurrency 1 (default 300; quick 60)")

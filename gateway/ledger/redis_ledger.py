@@ -126,8 +126,8 @@ class RedisLedger(Ledger):
         self._settings = settings
         self._clock = clock
         self._client: AnyRedis = client if client is not None else make_client(settings)
-        # The per-request scripts (reserve, settle, release) take the lean pipelined client
-        # where it applies; everything else, and TLS or Cluster URLs, stay on redis-py.
+        # Every Lua script call (reserve and settle on each request, and the rest) takes the lean
+        # pipelined client where it applies; plain commands, and TLS or Cluster URLs, stay on redis-py.
         self._scripts_client: ScriptClient = self._client
         if client is None and settings.redis_url and not settings.cluster and resp.supports(settings.redis_url):
             self._scripts_client = resp.LeanRedis(
