@@ -13,9 +13,9 @@ or None), the ledger balance and the per-request cap:
   their cost (decisive vote, or scattered votes that will not converge); with a
   verifier (`selector: verifier`), stop at the first sample that passes. A
   fitted value policy (`strategies.value_policy`) also weighs each sample's
-  vote by its reliability (length, answers that repeat a prompt number) and
-  reads the prompt for its own difficulty estimate; adaptive then answers with
-  the weighted vote.
+  vote by its reliability (worked arithmetic that checks out, length, answers
+  that repeat a prompt number) and reads the prompt for its own difficulty
+  estimate; adaptive then answers with the weighted vote.
 
 Each wave is reserved on its own and settled as soon as it returns, so an early
 stop never holds budget. With a `judge` or `reward` selector, each wave's
@@ -144,7 +144,7 @@ def _vote_weights(
     weigh = getattr(policy, "vote_weights", None)
     if weigh is None:
         return None
-    return weigh(keys, [c.completion_tokens for c in completions], prompt)
+    return weigh(keys, [c.completion_tokens for c in completions], prompt, [c.text for c in completions])
 
 
 async def _pick(

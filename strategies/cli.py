@@ -193,7 +193,7 @@ def fit_policy_cmd(
     first_wave: int = typer.Option(1),
     wave: int = typer.Option(1),
     kind: str = typer.Option("table", help="table | value (weighted votes + stop-vs-one-more; see value_policy.py)."),
-    token_budget: float = typer.Option(0.38, help="--kind value: share of drawing all N it may spend (training)."),
+    token_budget: float = typer.Option(0.30, help="--kind value: share of drawing all N it may spend (training)."),
 ) -> None:
     """Fit adaptive's stopping policy on a replay file (the gateway loads it from `strategies.policy`)."""
     problems = load_replay(replay)

@@ -129,6 +129,7 @@ def to_policy_problem(p: ReplayProblem, extractor: str = "auto", difficulty: flo
         completion_tokens=[s.completion_tokens for s in p.samples],
         difficulty=difficulty,
         prompt=p.prompt,
+        texts=[s.text or "" for s in p.samples] if any(s.text for s in p.samples) else None,
     )
 
 

@@ -229,6 +229,8 @@ class Problem:
     difficulty: float | None = None
     # The prompt text (the user turn), for policies with prompt features.
     prompt: str = ""
+    # The samples' texts, for vote weights that read the worked arithmetic; None: not recorded.
+    texts: list[str] | None = None
 
 
 def _answer_correct(p: Problem, answer: str | None) -> bool:
@@ -351,7 +353,7 @@ def simulate_per_problem(
         max_n = min(pol.max_n, len(p.answers))
         sched = [k for k in pol.schedule if k < max_n] + [max_n]
         # Per-sample vote weights, as adaptive computes them (None: one sample, one vote).
-        weights = pol.vote_weights(p.answers, p.completion_tokens, p.prompt) if hasattr(pol, "vote_weights") else None
+        weights = pol.vote_weights(p.answers, p.completion_tokens, p.prompt, p.texts) if hasattr(pol, "vote_weights") else None
         acc = tok = calls = 0.0
         for order in per:
             for k in sched:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .arith_check import check_arithmetic
 from .knn_difficulty import KnnDifficulty, fit_knn_difficulty
 from .policy import Problem, _answer_correct, checkpoints, difficulty_bin
 from .reliability import ReliabilityModel, fit_reliability, prompt_numbers
@@ -92,8 +93,10 @@ class ValuePolicy:
             return self
         return dataclasses.replace(self, difficulty=self.knn.predict(prompt))
 
-    def vote_weights(self, answers: Sequence[str | None], tokens: Sequence[int], prompt: str) -> list[float] | None:
-        return self.reliability.weights_for(answers, tokens, prompt) if self.reliability else None
+    def vote_weights(
+        self, answers: Sequence[str | None], tokens: Sequence[int], prompt: str, texts: Sequence[str] | None = None,
+    ) -> list[float] | None:
+        return self.reliability.weights_for(answers, tokens, prompt, texts) if self.reliability else None
 
     def keys(self, t: Tally) -> list[str]:
         return state_keys(t, self.quantum, difficulty_bin(self.difficulty, self.difficulty_edges))
@@ -162,7 +165,7 @@ def _trajectories(
     out = _Trajectories([], [], [], [], [])
     for pi, (p, dbin) in enumerate(zip(problems, dbins)):
         n = min(max_n, len(p.answers))
-        weights = reliability.weights_for(p.answers, p.completion_tokens, p.prompt) if reliability else None
+        weights = reliability.weights_for(p.answers, p.completion_tokens, p.prompt, p.texts) if reliability else None
         idx = list(range(len(p.answers)))
         for _ in range(perms):
             rng.shuffle(idx)
@@ -288,16 +291,23 @@ def _stops(stop: float | None, cont: float | None) -> bool:
 
 
 def fit_value_policy(
-    problems: Sequence[Problem], *, max_n: int, token_budget: float = 0.40, perms: int = 40, seed: int = 0,
+    problems: Sequence[Problem], *, max_n: int, token_budget: float = 0.30, perms: int = 40, seed: int = 0,
     prior_strength: float = 3.0, quantum: float = 0.5, difficulty_bins: int = 3, knn_k: int = 5,
-    length_bins: int = 6, weighted: bool = True, bisection_steps: int = 10,
+    length_bins: int = 6, weighted: bool = True, bisection_steps: int = 10, arith_checks: bool = True,
 ) -> ValuePolicy:
-    """Fit on training problems (their correctness labels are read here, never at run time)."""
+    """Fit on training problems (their correctness labels are read here, never at run time).
+
+    With `arith_checks` (and sample texts recorded), vote weights also read each
+    sample's worked arithmetic (:mod:`strategies.arith_check`)."""
     reliability = None
     if weighted:
+        checks = None
+        if arith_checks and all(p.texts is not None for p in problems):
+            checks = [check_arithmetic(p.prompt, text, a) for p in problems
+                      for text, a in zip(p.texts or [], p.answers)]
         reliability = fit_reliability(
             ((a, t, prompt_numbers(p.prompt), c) for p in problems
-             for a, t, c in zip(p.answers, p.completion_tokens, p.correct)), bins=length_bins)
+             for a, t, c in zip(p.answers, p.completion_tokens, p.correct)), bins=length_bins, checks=checks)
     knn: KnnDifficulty | None = None
     edges: list[float] = []
     dbins: list[int | None] = [None] * len(problems)

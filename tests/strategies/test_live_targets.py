@@ -89,8 +89,8 @@ def test_adaptive_learned_policy_keeps_accuracy_and_saves_tokens_on_held_out_fol
 
 @pytest.fixture(scope="module")
 def value_held_out(problems: list[ReplayProblem]) -> tuple[SimResult, SimResult]:
-    # The benchmark's headline settings (bench/strategies_live.py): token budget 0.38, 40 draw orders.
-    lookup, policies = cross_fit_value(problems, folds=5, seed=0, max_n=N, perms=40, token_budget=0.38)
+    # The benchmark's headline settings (bench/strategies_live.py): token budget 0.30, 40 draw orders.
+    lookup, policies = cross_fit_value(problems, folds=5, seed=0, max_n=N, perms=40, token_budget=0.30)
     assert len({id(p) for p in policies}) == 5
     return run({p.id: lookup(p) for p in problems}, problems), run(_Fixed(N), problems)
 

@@ -133,7 +133,9 @@ async def test_adaptive_through_replay_does_exactly_what_the_fitter_models() -> 
     rng = random.Random(3)
     replay = [
         ReplayProblem(id=str(i), prompt=p.prompt, samples=[
-            ReplaySample(answer=a, correct=c, prompt_tokens=5, completion_tokens=rng.choice([12, 20, 40]))
+            # Texts with and without a step to check, so that the arithmetic-check categories are served too.
+            ReplaySample(text=rng.choice([f"The answer is {a}.", f"1 + 1 = {a}. The answer is {a}."]), answer=a,
+                         correct=c, prompt_tokens=5, completion_tokens=rng.choice([12, 20, 40]))
             for a, c in zip(p.answers, p.correct)])
         for i, p in enumerate(raw)
     ]
@@ -141,7 +143,7 @@ async def test_adaptive_through_replay_does_exactly_what_the_fitter_models() -> 
     for p in replay:
         pp = to_policy_problem(p)
         served = pol.for_prompt(p.prompt)
-        weights = served.vote_weights(pp.answers, pp.completion_tokens, p.prompt)
+        weights = served.vote_weights(pp.answers, pp.completion_tokens, p.prompt, pp.texts)
         assert weights is not None
         for seed in range(3):
             gen = ReplayGenerator([p], seed=seed)
