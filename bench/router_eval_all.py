@@ -42,20 +42,30 @@ RESULTS = Path(__file__).resolve().parent / "results" / "router"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+BAG_LABEL = {"off": "", "auto": "+bag", "on": "+bag-on"}
+
+
 def variant_label(featurizer: str, aux: list[str], task_prior: bool, select_by: str = "aiq",
-                  corpus: list[str] | None = None) -> str:
-    """Name of a router variant in file names and the summary, e.g. `static+gsm8k-steps`."""
+                  corpus: list[str] | None = None, token_bag: str = "off", task_c: float | None = None) -> str:
+    """Name of a router variant in file names and the summary, e.g. `static+gsm8k-steps`.
+
+    `+bag` = token bag kept when CV says so (the `train` default for static featurizers),
+    `+bag-on` = always; no suffix = off (the router before the token bag). `+c1`: the task
+    classifier's C fixed at 1 (before it was chosen by CV); no suffix = chosen by CV."""
+    bag = BAG_LABEL[token_bag] if featurizer.startswith("static") else ""
     return (featurizer + "".join(f"+{a}" for a in aux) + "".join(f"+proj-{c}" for c in corpus or [])
-            + ("" if task_prior else "+notask") + ("" if select_by == "aiq" else f"+{select_by}"))
+            + ("" if task_prior else "+notask") + ("" if select_by == "aiq" else f"+{select_by}") + bag
+            + ("" if task_c is None or not task_prior else f"+c{task_c:g}"))
 
 
 def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
             baseline_embedder: str = "minilm", reuse: bool = False,
             aux: list[str] | None = None, task_prior: bool = True,
-            select_by: str = "aiq", corpus: list[str] | None = None) -> dict[str, dict[str, float | None]]:
+            select_by: str = "aiq", corpus: list[str] | None = None,
+            token_bag: str = "off", task_c: float | None = None) -> dict[str, dict[str, float | None]]:
     aux = [a for a in (aux or []) if source in AUX_FOR.get(a, ())]
     corpus = [c for c in (corpus or []) if source in AUX_FOR.get(c, ())]
-    label = variant_label(featurizer, aux, task_prior, select_by, corpus) + ("" if folds == 3 else f"+f{folds}")
+    label = variant_label(featurizer, aux, task_prior, select_by, corpus, token_bag, task_c) + ("" if folds == 3 else f"+f{folds}")
     done = work / "runs" / f"{source}-{label}-{baseline_embedder}-seed{seed}.json"
     if done.exists():  # finished earlier: reruns and restarts only add missing seeds
         return json.loads(done.read_text())
@@ -73,7 +83,8 @@ def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
         # (and eval re-checks every auxiliary example against it).
         config = TrainConfig(featurizer=featurizer, cv_folds=folds, seed=seed, aux=aux,
                              aux_data_dir=str(DATA) if aux or corpus else None, task_prior=task_prior,
-                             select_by=select_by, projection_corpus=corpus)
+                             select_by=select_by, projection_corpus=corpus, token_bag=token_bag,
+                             task_prior_c=task_c)
         selected = train_router(train_rows, art, read_prices(split / "prices.json"), config,
                                 exclude_prompts=[r.prompt for r in test_rows]).cv["selected"]
     t1 = time.time()
@@ -91,6 +102,8 @@ def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
     cv = read_manifest(art).cv
     out["_task_prior"] = cv.get("task_prior", {})  # type: ignore[assignment]
     out["_knn_stack"] = {k: v for k, v in cv.get("knn_stack", {}).items() if k != "tried"}  # type: ignore[assignment]
+    out["_token_bag"] = cv.get("token_bag", {})  # type: ignore[assignment]
+    out["_cv"] = {k: cv.get(k) for k in ("stacked_oof_aiq", "stacked_oof_match_best", "calibrated_brier")}  # type: ignore[assignment]
     done.parent.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps(out))
     return out
@@ -142,6 +155,10 @@ def main() -> None:
     parser.add_argument("--no-task-prior", action="store_true", help="ablation: never stack the task prior")
     parser.add_argument("--select-by", default="aiq", choices=["aiq", "brier"],
                         help="candidate selection: out-of-fold routing AIQ on train (default) or Brier")
+    parser.add_argument("--token-bag", default="auto", choices=["auto", "on", "off"],
+                        help="static featurizers: token-bag LSA columns (auto = kept if CV on train improves)")
+    parser.add_argument("--task-c", type=float, default=None,
+                        help="fix the task classifier's C (default: chosen by out-of-fold task log-loss)")
     parser.add_argument("--summary", default="SUMMARY.md")
     parser.add_argument("--baseline-embedder", default="minilm", choices=["minilm", "router"],
                         help="embedding for the kNN/logistic/MLP baselines (router = the router's own embedder)")
@@ -157,12 +174,13 @@ def main() -> None:
         for source in args.datasets:
             aux = [a for a in args.aux if source in AUX_FOR[a]]
             corpus = [c for c in args.proj_corpus if source in AUX_FOR[c]]
-            key = f"{source}|{variant_label(featurizer, aux, not args.no_task_prior, args.select_by, corpus)}"
+            key = f"{source}|{variant_label(featurizer, aux, not args.no_task_prior, args.select_by, corpus, args.token_bag, args.task_c)}"
             key += "" if args.folds == 3 else f"+f{args.folds}"
             runs: dict[str, list] = {}
             for seed in args.seeds:
                 out = run_one(source, seed, featurizer, work, args.folds, args.baseline_embedder, args.reuse_artifacts,
-                              aux, not args.no_task_prior, args.select_by, args.proj_corpus)
+                              aux, not args.no_task_prior, args.select_by, args.proj_corpus, args.token_bag,
+                              args.task_c)
                 for method, vals in out.items():
                     runs.setdefault(method, []).append(vals)
             runs["_baseline_embedder"] = [args.baseline_embedder]

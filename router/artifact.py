@@ -6,6 +6,7 @@ Layout::
     quality.npz        QualityHead arrays
     length.npz         LengthModel arrays
     static_table.npz   (static featurizer only) token vectors and SIF weights
+    token_bag.npz      (static featurizers, when kept) token-bag LSA: vocabulary, idf, components
     tokenizer.json     (static featurizer only)
 
 Trust model: loading reads JSON and `.npz` files with `allow_pickle=False`, so

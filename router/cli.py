@@ -56,6 +56,7 @@ def train(
     task_prior: Annotated[bool, typer.Option(help="stack a task prior when rows carry task labels (kept only if CV improves)")] = True,
     select_by: Annotated[str, typer.Option(help="candidate selection: aiq (out-of-fold routing AIQ on train) | brier")] = "aiq",
     proj_corpus: Annotated[list[str] | None, typer.Option(help="unlabeled corpus for the static-proj map, e.g. gsm8k-train (repeatable; read from --aux-data)")] = None,
+    token_bag: Annotated[str, typer.Option(help="static featurizers: LSA of the token bag, auto (kept if CV improves) | on | off")] = "auto",
 ) -> None:
     """Fit quality and length predictors; write a versioned artifact."""
     from router.importers import read_prices
@@ -70,9 +71,11 @@ def train(
     price_map = read_prices(price_file) if price_file.exists() else None
     if select_by not in ("aiq", "brier"):
         _fail(f"--select-by must be aiq or brier, not {select_by!r}")
+    if token_bag not in ("auto", "on", "off"):
+        _fail(f"--token-bag must be auto, on or off, not {token_bag!r}")
     config = TrainConfig(featurizer=featurizer, embedding_model=embedding_model, cv_folds=cv_folds, seed=seed,
                          task_prior=task_prior, aux=aux or [], aux_data_dir=str(aux_data) if aux or proj_corpus else None,
-                         select_by=select_by, projection_corpus=proj_corpus or [])
+                         select_by=select_by, projection_corpus=proj_corpus or [], token_bag=token_bag)
     try:
         excluded = [r.prompt for r in read_outcomes(exclude_prompts)] if exclude_prompts else []
     except (OSError, OutcomeFileError) as exc:

@@ -15,12 +15,13 @@ from pydantic import BaseModel, Field
 from router.artifact import Manifest, library_versions, write_manifest
 from router.features import PromptFeaturizer, build_featurizer
 from router.features.aux import AUX_SOURCES, CORPORA, aux_key, drop_excluded, fit_aux
+from router.features.task_prior import CLASSIFIER_GRID
 from router.importers.base import Price
 from router.matrix import OutcomeMatrix, build_matrix, infer_prices
 from router.outcomes import OutcomeRow, outcomes_sha256, prompt_key
 from router.policy import choose_by_utility, cost_weight_grid
 from router.predictors.length import fit_length_model
-from router.predictors.quality import QualityEstimator, select_and_fit
+from router.predictors.quality import QualityEstimator, SelectionResult, select_and_fit
 
 
 class TrainConfig(BaseModel):
@@ -34,6 +35,8 @@ class TrainConfig(BaseModel):
     # Stack a task prior (router.features.task_prior) when rows carry task labels;
     # kept only if it lowers the out-of-fold Brier score.
     task_prior: bool = True
+    # The task classifier's C; None: the grid value with the lowest out-of-fold task log-loss.
+    task_prior_c: float | None = Field(default=None, gt=0)
     # How candidates are chosen: out-of-fold routing AIQ on the training prompts
     # (needs complete rows with costs; falls back to Brier otherwise) or Brier.
     select_by: Literal["aiq", "brier"] = "aiq"
@@ -44,6 +47,11 @@ class TrainConfig(BaseModel):
     # Unlabeled corpora (router.features.aux.CORPORA) added to the training
     # prompts when fitting the `static-proj` map; also read from aux_data_dir.
     projection_corpus: list[str] = Field(default_factory=list)
+    # LSA of the WordPiece token bag appended to static features (router.features.bow).
+    # `auto`: fit the quality model with and without it and keep it only if the
+    # stacked out-of-fold routing AIQ on the training prompts (else Brier) is better.
+    token_bag: Literal["auto", "on", "off"] = "auto"
+    token_bag_dims: int = Field(default=64, ge=1)
 
 
 class TrainResult(BaseModel):
@@ -92,17 +100,33 @@ def train_router(
         still = [m for m in matrix.models if m not in price_map]
         if still:
             raise ValueError(f"no price for {still}: pass --prices or give rows cost_usd and token counts")
-    feat = featurizer or build_featurizer(cfg.featurizer, cfg.embedding_model)
+    bag_dims = cfg.token_bag_dims if cfg.token_bag != "off" and _static(cfg.featurizer) else 0
+    if cfg.token_bag == "on" and not bag_dims:
+        raise ValueError("token_bag='on' needs a static featurizer (static, static-only, static-proj)")
+    feat = featurizer or build_featurizer(cfg.featurizer, cfg.embedding_model, token_bag_dims=bag_dims)
     corpus, corpus_keys, corpus_report = _projection_corpus(cfg, exclude_prompts)
     feat.fit(matrix.prompts, progress=progress, corpus=corpus)
     aux_keys, aux_report = _fit_aux(feat, cfg, exclude_prompts)
     aux_keys = sorted(set(aux_keys) | corpus_keys)
     aux_report += corpus_report
     x = feat.transform(matrix.prompts, progress=progress)
-    selection = select_and_fit(x, matrix.score, matrix.mask, candidates, folds=cfg.cv_folds, seed=cfg.seed,
-                               progress=progress, embedding_dim=feat.embedding_dim,
-                               tasks=matrix.tasks if cfg.task_prior else None,
-                               cost=matrix.cost if cfg.select_by == "aiq" else None)
+
+    def select(features: np.ndarray) -> SelectionResult:
+        return select_and_fit(features, matrix.score, matrix.mask, candidates, folds=cfg.cv_folds, seed=cfg.seed,
+                              progress=progress, embedding_dim=feat.embedding_dim,
+                              tasks=matrix.tasks if cfg.task_prior else None,
+                              cost=matrix.cost if cfg.select_by == "aiq" else None,
+                              task_c_grid=(cfg.task_prior_c,) if cfg.task_prior_c else CLASSIFIER_GRID)
+
+    selection = select(x)
+    bag_report: dict[str, object] = {"mode": cfg.token_bag, "used": feat.token_bag is not None}
+    if feat.token_bag is not None and cfg.token_bag == "auto":
+        # The bag's columns come last: the same features without them are the alternative.
+        plain = select(x[:, : -feat.token_bag.dim])
+        with_bag, without = _cv_score(selection.cv), _cv_score(plain.cv)
+        bag_report.update({"cv_with": with_bag, "cv_without": without, "used": with_bag > without})
+        if not with_bag > without:
+            x, selection, feat.token_bag = x[:, : -feat.token_bag.dim], plain, None
     length, length_report = fit_length_model(x, matrix.completion_tokens, matrix.mask)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +151,7 @@ def train_router(
         featurizer={**feat_spec, "name": cfg.featurizer},
         quality={"file": "quality.npz", **selection.params},
         length={"file": "length.npz", "per_model": dict(zip(matrix.models, length_report, strict=True))},
-        cv=_jsonable(selection.cv) | {"models": matrix.models, "aux": aux_report},
+        cv=_jsonable(selection.cv) | {"models": matrix.models, "aux": aux_report, "token_bag": _jsonable(bag_report)},
         data_sha256=data_hash,
         n_train_prompts=len(matrix.prompts),
         train_prompt_sha256=sorted(prompt_key(p) for p in matrix.prompts),
@@ -180,6 +204,16 @@ def _fit_aux(feat: PromptFeaturizer, cfg: TrainConfig, exclude_prompts: Sequence
         keys.update(aux_key(t) for t in used)
         report.append({"name": name, "examples": len(used), "excluded": int((~keep).sum()), **info})
     return sorted(keys), report
+
+
+def _static(featurizer: str) -> bool:
+    return featurizer.startswith("static")
+
+
+def _cv_score(cv: dict[str, object]) -> float:
+    """Higher is better: stacked out-of-fold routing AIQ when costs were known, else -Brier."""
+    aiq = cv.get("stacked_oof_aiq")
+    return float(aiq) if isinstance(aiq, float) else -float(cv["calibrated_brier"])  # type: ignore[arg-type]
 
 
 def _mean_observed_cost(matrix: OutcomeMatrix) -> np.ndarray:

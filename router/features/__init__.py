@@ -9,6 +9,9 @@ Two embedders are supported:
 * ``static-proj``: ``static`` plus a linear map, fitted at train time, from the
   static features to MiniLM's sentence embedding (router.features.projection).
   Same serving cost plus one small matrix product.
+
+With a static embedder, `token_bag_dims` > 0 appends an LSA of the prompt's
+WordPiece token bag (router.features.bow), which recognizes tasks better.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from router.features.aux import AuxRegressor
+from router.features.bow import TokenBag, fit_token_bag
 from router.features.projection import Projection, fit_projection
 from router.features.sentence import DEFAULT_MODEL, SentenceEmbedder
 from router.features.static import StaticEmbedder
@@ -42,10 +46,12 @@ class Embedder(Protocol):
 class PromptFeaturizer:
     """Concatenates an embedding with optional text statistics and auxiliary predictions.
 
-    Columns: [embedding | text statistics | aux regressor outputs]. With a
+    Columns: [embedding | text statistics | aux regressor outputs | token bag]. With a
     projection (`project_to` a teacher model), the embedding columns are the
     projected embedding (router.features.projection). Auxiliary regressors
     (router.features.aux) read the unprojected embedding and text columns.
+    The token bag (router.features.bow, static embedders only) is fitted in
+    `fit` when `token_bag_dims` > 0.
     """
 
     def __init__(
@@ -55,13 +61,19 @@ class PromptFeaturizer:
         aux: Sequence[AuxRegressor] = (),
         project_to: str | None = None,
         projection: Projection | None = None,
+        token_bag_dims: int = 0,
+        token_bag: TokenBag | None = None,
     ) -> None:
+        if (token_bag_dims or token_bag is not None) and not isinstance(embedder, StaticEmbedder):
+            raise ValueError("the token bag reuses the static embedder's tokenizer: use a static featurizer")
         self.embedder = embedder
         self.text_features = text_features
         self._text = TextFeatures()
         self.aux: list[AuxRegressor] = list(aux)
         self.project_to = project_to or (projection.teacher if projection else None)
         self.projection = projection
+        self.token_bag = token_bag
+        self.token_bag_dims = token_bag.dim if token_bag is not None else token_bag_dims
 
     @property
     def embedding_dim(self) -> int:
@@ -77,27 +89,39 @@ class PromptFeaturizer:
         """
         if isinstance(self.embedder, StaticEmbedder):
             self.embedder.fit(prompts)
+            if self.token_bag_dims:
+                self.token_bag = fit_token_bag(self.embedder.encode(prompts), self.token_bag_dims,
+                                               skip=self.embedder.special_ids)
         if self.project_to:
             texts = list(prompts) + list(corpus)
             teacher = SentenceEmbedder(self.project_to).transform(texts, progress)
             self.projection = fit_projection(self.transform_base(texts), teacher, self.project_to)
         return self
 
-    def transform_base(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
+    def transform_base(
+        self, prompts: Sequence[str], progress: bool = False, token_ids: list[list[int]] | None = None
+    ) -> np.ndarray:
         """Embedding and text statistics: the input of the auxiliary regressors."""
-        emb = self.embedder.transform(prompts, progress)
+        if token_ids is not None and isinstance(self.embedder, StaticEmbedder):
+            emb = self.embedder.embed_ids(token_ids)
+        else:
+            emb = self.embedder.transform(prompts, progress)
         if not self.text_features:
             return emb
         return np.hstack([emb, self._text.transform(prompts)]).astype(np.float32)
 
     def transform(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
-        base = self.transform_base(prompts, progress)
+        ids = None
+        if self.token_bag is not None and isinstance(self.embedder, StaticEmbedder):
+            ids = self.embedder.encode(prompts)  # tokenized once for the embedding and the bag
+        base = self.transform_base(prompts, progress, token_ids=ids)
         out = base
         if self.projection is not None:
             out = np.hstack([self.projection.transform(base), base[:, self.embedder.dim :]])
-        if not self.aux:
-            return out.astype(np.float32)
-        return np.hstack([out, *[reg.transform(base) for reg in self.aux]]).astype(np.float32)
+        blocks = [out, *[reg.transform(base) for reg in self.aux]]
+        if self.token_bag is not None and ids is not None:
+            blocks.append(self.token_bag.transform(ids))
+        return (np.hstack(blocks) if len(blocks) > 1 else out).astype(np.float32)
 
     def spec(self) -> dict[str, Any]:
         return {"embedder": self.embedder.spec(), "text_features": self.text_features}
@@ -114,6 +138,9 @@ class PromptFeaturizer:
             "embedder": emb_spec, "text_features": self.text_features,
             "text_feature_names": list(FEATURE_NAMES) if self.text_features else [], "aux": aux_specs,
         }
+        if self.token_bag is not None:
+            self.token_bag.save(directory / "token_bag.npz")
+            spec["token_bag"] = {"file": "token_bag.npz", "dims": self.token_bag.dim}
         if self.projection is not None:
             self.projection.save(directory / "projection.npz")
             spec["projection"] = {"file": "projection.npz", "teacher": self.projection.teacher,
@@ -136,7 +163,9 @@ class PromptFeaturizer:
         proj_spec = spec.get("projection")
         projection = (Projection.load(directory / _plain_name(proj_spec["file"]), str(proj_spec["teacher"]))
                       if proj_spec else None)
-        return cls(embedder, bool(spec.get("text_features", True)), aux, projection=projection)
+        bag_spec = spec.get("token_bag")
+        token_bag = TokenBag.load(directory / _plain_name(bag_spec["file"])) if bag_spec else None
+        return cls(embedder, bool(spec.get("text_features", True)), aux, projection=projection, token_bag=token_bag)
 
 
 def _plain_name(name: str) -> str:
@@ -146,14 +175,15 @@ def _plain_name(name: str) -> str:
     return name
 
 
-def build_featurizer(name: str = "minilm", embedding_model: str = DEFAULT_MODEL) -> PromptFeaturizer:
+def build_featurizer(name: str = "minilm", embedding_model: str = DEFAULT_MODEL, token_bag_dims: int = 0) -> PromptFeaturizer:
     """`minilm`/`static` add text statistics; `*-only` use the embedding alone."""
     if name not in FEATURIZERS:
         raise ValueError(f"unknown featurizer {name!r}; choose one of {FEATURIZERS}")
     if name == "static-proj":
-        return PromptFeaturizer(StaticEmbedder.distilled(embedding_model), text_features=True, project_to=embedding_model)
+        return PromptFeaturizer(StaticEmbedder.distilled(embedding_model), text_features=True,
+                                project_to=embedding_model, token_bag_dims=token_bag_dims)
     base, _, only = name.partition("-")
     embedder: Embedder = (
         SentenceEmbedder(embedding_model) if base == "minilm" else StaticEmbedder.distilled(embedding_model)
     )
-    return PromptFeaturizer(embedder, text_features=not only)
+    return PromptFeaturizer(embedder, text_features=not only, token_bag_dims=token_bag_dims)

@@ -123,11 +123,22 @@ class StaticEmbedder:
         norm = float(np.linalg.norm(vec))
         return vec / norm if norm > 0 else vec
 
-    def transform(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
+    def encode(self, prompts: Sequence[str]) -> list[list[int]]:
+        """WordPiece token ids (truncated to MAX_TOKENS), shared with the token bag."""
         if len(prompts) == 1:
-            return self._one(self._tok.encode(prompts[0]).ids)[None, :]
-        encs = self._tok.encode_batch(list(prompts))
-        return np.stack([self._one(e.ids) for e in encs]).astype(np.float32)
+            return [self._tok.encode(prompts[0]).ids]
+        return [e.ids for e in self._tok.encode_batch(list(prompts))]
+
+    def embed_ids(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+        return np.stack([self._one(ids) for ids in token_ids]).astype(np.float32)
+
+    @property
+    def special_ids(self) -> list[int]:
+        """Token ids that carry no content (weight 0): [CLS], [SEP], [PAD], ..."""
+        return [int(i) for i in np.flatnonzero(self.weights == 0.0)]
+
+    def transform(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
+        return self.embed_ids(self.encode(prompts))
 
     def spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "teacher": self.teacher, "sif_a": self.sif_a, "dim": self.dim}

@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
-from router.features.task_prior import fit_task_prior, usable_tasks
+from router.features.task_prior import CLASSIFIER_GRID, fit_task_prior, usable_tasks
 from router.features.task_prior import out_of_fold as task_prior_oof
 from router.predictors.head import QualityHead, knn_logit, sigmoid
 
@@ -260,13 +260,14 @@ def select_and_fit(
     embedding_dim: int | None = None,
     tasks: Sequence[str | None] | None = None,
     cost: np.ndarray | None = None,
+    task_c_grid: Sequence[float] = CLASSIFIER_GRID,
 ) -> SelectionResult:
     """K-fold CV over candidates; refit the best on everything; calibrate it.
 
     With `embedding_dim` (the leading feature columns are a normalized
     embedding), the calibrator may also stack a kNN estimate; with `tasks` (the
     rows' task labels, e.g. MMLU subjects), a task-prior estimate
-    (router.features.task_prior). Each is kept only in the combination that
+    (router.features.task_prior), its classifier's C chosen from `task_c_grid`. Each is kept only in the combination that
     lowers the out-of-fold Brier score.
 
     With `cost` (observed USD per prompt and model, complete rows), candidates
@@ -346,9 +347,9 @@ def select_and_fit(
             inputs["knn"] = _oof_knn(emb, filled, splits, k_best)
             stack_info = {"k": k_best, "knn_brier": errors[k_best], "used": False}
     if tasks is not None and len(usable_tasks(tasks)) >= 2:
-        inputs["task"] = task_prior_oof(x, tasks, y, mask, splits)
+        inputs["task"], task_c, task_losses = task_prior_oof(x, tasks, y, mask, splits, task_c_grid)
         task_info = {"n_tasks": len(usable_tasks(tasks)), "task_brier": _brier(sigmoid(inputs["task"]), y, mask),
-                     "used": False}
+                     "c": task_c, "task_logloss": task_losses, "used": False}
     platt_brier = _brier(calibrated, y, mask)
     best_combo: tuple[str, ...] = ()
     best: tuple[float, np.ndarray, np.ndarray, dict[str, np.ndarray]] = (platt_brier, a, b, {})
@@ -376,7 +377,7 @@ def select_and_fit(
     if "task" in best_combo:
         task_info["used"] = True
         head.calib_task = extra["task"]
-        head.task_prior = fit_task_prior(x, tasks or [], y, mask)
+        head.task_prior = fit_task_prior(x, tasks or [], y, mask, c=task_info["c"])
     stack_info.update({"stacked_brier": best[0], "platt_brier": platt_brier, "tried": tried})
     per_model = []
     for m in range(n_models):
@@ -388,18 +389,29 @@ def select_and_fit(
     cv = {"folds": folds, "candidates": results, "selected": results[best_i], "knn_stack": stack_info,
           "task_prior": task_info,
           "calibrated_brier": _brier(calibrated, y, mask), "per_model": per_model}
+    if by_aiq:
+        assert cost is not None
+        # The whole stack (calibrator fitted on these out-of-fold inputs) routing the training prompts.
+        routed = routing_metrics(calibrated, y, cost)
+        cv["stacked_oof_aiq"], cv["stacked_oof_match_best"] = routed["aiq"], routed["match_best"]
     return SelectionResult(head=head, params=params, cv=cv)
 
 
 def _oof_aiq(z: np.ndarray, y: np.ndarray, cost: np.ndarray) -> float:
     """AIQ of routing the training prompts by per-model Platt-scaled out-of-fold logits."""
-    from router.metrics import aiq
-    from router.policy import choose_by_utility, cost_weight_grid
-
     p = np.zeros_like(z)
     for m in range(y.shape[1]):
         w, b = platt(z[:, m], y[:, m])
         p[:, m] = sigmoid(w[0] * z[:, m] + b)
+    return float(routing_metrics(p, y, cost)["aiq"] or 0.0)
+
+
+def routing_metrics(p: np.ndarray, y: np.ndarray, cost: np.ndarray) -> dict[str, float | None]:
+    """AIQ and cost to match the best single model (fraction of its cost) of routing prompts by
+    predicted quality `p` over the cost-weight sweep, scored on outcomes `y` and costs `cost`."""
+    from router.metrics import aiq, best_single_index, match_best_cost_fraction
+    from router.policy import choose_by_utility, cost_weight_grid
+
     mean_cost = cost.mean(axis=0)
     scale = float(mean_cost.max())
     rows = np.arange(len(y))
@@ -409,7 +421,10 @@ def _oof_aiq(z: np.ndarray, y: np.ndarray, cost: np.ndarray) -> float:
         costs.append(float(cost[rows, choice].mean()))
         quals.append(float(y[rows, choice].mean()))
     lo, hi = float(mean_cost.min()), float(mean_cost.max())
-    return aiq(costs, quals, lo, hi) if hi > lo else float(np.mean(quals))
+    q_single = y.mean(axis=0)
+    best = best_single_index(list(q_single), list(mean_cost))
+    return {"aiq": aiq(costs, quals, lo, hi) if hi > lo else float(np.mean(quals)),
+            "match_best": match_best_cost_fraction(costs, quals, float(q_single[best]), float(mean_cost[best]))}
 
 
 def _combinations(names: Sequence[str]) -> list[tuple[str, ...]]:

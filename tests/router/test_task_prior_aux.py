@@ -46,7 +46,7 @@ def test_task_prior_learns_tasks_and_rates() -> None:
     assert (feats[t0, 0] > feats[t0, 1]).mean() > 0.9  # model 0 expected better on task t0
     # Out-of-fold features exist for every training prompt and never fit on their own fold.
     splits = [(np.arange(100, 200), np.arange(0, 100)), (np.arange(0, 100), np.arange(100, 200))]
-    assert out_of_fold(x[:200], tasks[:200], y[:200], mask[:200], splits).shape == (200, 2)
+    assert out_of_fold(x[:200], tasks[:200], y[:200], mask[:200], splits)[0].shape == (200, 2)
 
 
 def test_task_prior_needs_two_tasks() -> None:
