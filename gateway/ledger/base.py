@@ -7,6 +7,7 @@ so that thousands of reserve/settle pairs never drift by rounding.
 from __future__ import annotations
 
 import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,18 @@ def to_micro(usd: float) -> int:
     if usd != usd or usd in (float("inf"), float("-inf")):
         raise ValueError(f"amount must be finite, got {usd!r}")
     return int(round(usd * MICRO))
+
+
+def to_micro_ceil(usd: float) -> int:
+    """Dollars -> integer micro-dollars, rounded up: a reservation is never smaller than asked.
+
+    Rounding a hold half-up would leave it up to half a micro-dollar short of the worst case it
+    was asked to cover; on cheap models (a few micro-dollars a call) a strategy then finds its
+    own hold too small for the calls it planned. The 1e-6 slack absorbs float noise such as
+    15.000000000002 micro-dollars."""
+    if usd != usd or usd in (float("inf"), float("-inf")):
+        raise ValueError(f"amount must be finite, got {usd!r}")
+    return math.ceil(usd * MICRO - 1e-6)
 
 
 def from_micro(micro: int | float) -> float:
@@ -265,8 +278,8 @@ def check_ttl(ttl_s: float) -> float:
     return ttl_s
 
 
-def check_amount(amount_usd: float) -> int:
-    micro = to_micro(amount_usd)
+def check_amount(amount_usd: float, *, round_up: bool = False) -> int:
+    micro = to_micro_ceil(amount_usd) if round_up else to_micro(amount_usd)
     if micro < 0:
         raise ValueError(f"amount must be >= 0, got {amount_usd!r}")
     return micro

@@ -194,7 +194,7 @@ class RedisLedger(Ledger):
     # -- budgets ----------------------------------------------------------------------------
 
     async def reserve(self, scope: BudgetScope, amount_usd: float, *, ttl_s: float | None = None) -> Hold:
-        amount = check_amount(amount_usd)
+        amount = check_amount(amount_usd, round_up=True)
         ttl = check_ttl(self._settings.reservation_ttl_s if ttl_s is None else ttl_s)
         now = self._clock()
         rid = os.urandom(16).hex()  # as unique as uuid4, without building a UUID object

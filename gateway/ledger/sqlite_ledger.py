@@ -246,7 +246,7 @@ class SqliteLedger(Ledger):
     # -- budgets ----------------------------------------------------------------------------
 
     async def reserve(self, scope: BudgetScope, amount_usd: float, *, ttl_s: float | None = None) -> Hold:
-        amount = check_amount(amount_usd)
+        amount = check_amount(amount_usd, round_up=True)
         ttl = check_ttl(self._settings.reservation_ttl_s if ttl_s is None else ttl_s)
         rid = uuid.uuid4().hex
         tenant = scope.tenant_id

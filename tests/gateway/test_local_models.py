@@ -121,3 +121,70 @@ def test_auto_routes_on_the_built_in_config(local_gateway: tuple[str, str]) -> N
     assert router["model"] in PRICES and body.model == router["model"]
     assert {c["model"] for c in router["candidates"]} == set(PRICES)
     assert body.choices[0].message.content.strip()
+
+
+# Every strategy through the gateway on a real local model. Small token caps keep each run to a few
+# seconds; scale and refine use a cheap draft on SmolLM2 and the stronger Gemma where it matters.
+STRATEGY_SPECS: dict[str, dict[str, object]] = {
+    "single": {"strategy": "single"},
+    "best_of_n": {"strategy": "best_of_n", "n": 3, "selector": "majority"},
+    "refine": {"strategy": "refine", "rounds": 1, "critique_model": "gemma3-270m", "critique_max_tokens": 24},
+    "scale": {"strategy": "scale", "max_subproblems": 2, "hard_n": 2, "plan_max_tokens": 48,
+              "system1_max_tokens": 24, "strong_model": "gemma3-270m", "difficulty_source": "llm"},
+    "adaptive": {"strategy": "adaptive", "n": 4},
+}
+MATH = [{"role": "user", "content": "Tom has 3 apples and buys 4 more. How many apples does he have?"}]
+
+
+def usage_of(gateway: tuple[str, str]) -> dict:
+    url, key = gateway
+    return httpx.get(f"{url}/v1/tenants/demo/usage", headers={"authorization": f"Bearer {key}"}).json()["windows"][0]
+
+
+def check_calls(calls: list[dict], cost_usd: float) -> None:
+    """Every internal call is priced at its model's configured price, and the total is their sum."""
+    assert calls
+    for call in calls:
+        assert call["model"] in PRICES
+        assert call["cost_usd"] == pytest.approx(
+            expected_cost(call["model"], call["prompt_tokens"], call["completion_tokens"]), rel=1e-6, abs=1e-12)
+    assert cost_usd == pytest.approx(sum(c["cost_usd"] for c in calls), rel=1e-6, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", list(STRATEGY_SPECS))
+def test_every_strategy_non_streamed_on_a_local_model(local_gateway: tuple[str, str], name: str) -> None:
+    before = usage_of(local_gateway)
+    raw = client(local_gateway).chat.completions.with_raw_response.create(
+        model="smollm2-135m", messages=MATH, max_tokens=24, extra_body={"ttc": STRATEGY_SPECS[name]})
+    body = raw.parse()
+    ttc = body.model_extra["ttc"]
+    assert (ttc["strategy"] or {"name": "single"})["name"] == name
+    assert body.choices[0].message.content is not None
+    calls = ttc["calls"]
+    if name != "single":
+        assert len(calls) > 1  # the strategy really made several upstream calls
+    assert body.usage.completion_tokens == sum(c["completion_tokens"] for c in calls)
+    assert body.usage.prompt_tokens == sum(c["prompt_tokens"] for c in calls)
+    cost = float(raw.headers["x-ttc-cost-usd"])
+    check_calls(calls, cost)
+    after = usage_of(local_gateway)
+    assert after["spent_usd"] - before["spent_usd"] == pytest.approx(cost, abs=2e-6)
+    assert after["reserved_usd"] == 0  # every hold settled or released
+
+
+@pytest.mark.parametrize("name", list(STRATEGY_SPECS))
+def test_every_strategy_streamed_on_a_local_model(local_gateway: tuple[str, str], name: str) -> None:
+    before = usage_of(local_gateway)
+    chunks = list(client(local_gateway).chat.completions.create(
+        model="smollm2-135m", messages=MATH, max_tokens=24, stream=True, stream_options={"include_usage": True},
+        extra_body={"ttc": STRATEGY_SPECS[name]}))
+    final = chunks[-1]
+    ttc = final.model_extra["ttc"]
+    assert (ttc["strategy"] or {"name": "single"})["name"] == name
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    assert final.usage.completion_tokens == sum(c["completion_tokens"] for c in ttc["calls"])
+    check_calls(ttc["calls"], ttc["cost_usd"])
+    after = usage_of(local_gateway)
+    assert after["spent_usd"] - before["spent_usd"] == pytest.approx(ttc["cost_usd"], abs=2e-6)
+    assert after["reserved_usd"] == 0

@@ -212,7 +212,9 @@ async def test_usage_shape_and_rounding(make_ledger: LedgerFactory) -> None:
     s = scope(("day", 1.0), ("month", 2.0))
     for _ in range(3):
         await ledger.settle(await ledger.reserve(s, 1 / 3), 1 / 3)
-    await ledger.reserve(s, 0.0000004)  # rounds to 0 micro-dollars
+    tiny = await ledger.reserve(s, 0.0000004)  # rounds up: a hold is never smaller than asked
+    assert tiny.amount_usd == 0.000001
+    await ledger.release(tiny)
     with pytest.raises(BudgetExceeded) as err:
         await ledger.reserve(s, 0.1234567)
     assert (err.value.requested_usd, err.value.remaining_usd) == (0.123457, 0.000001)
@@ -241,6 +243,19 @@ async def test_usage_shape_and_rounding(make_ledger: LedgerFactory) -> None:
     assert u.windows[0].spent_usd == 1.499999 and u.windows[0].remaining_usd == 0.0
     assert await ledger.remaining_usd(s) == 0.0
     assert await ledger.remaining_usd(scope(tenant="nolimits")) is None
+
+
+async def test_a_hold_covers_what_was_asked(make_ledger: LedgerFactory) -> None:
+    # Cheap local models cost a few micro-dollars per call: a hold rounded half-up would be short of
+    # the worst case a strategy planned its calls against.
+    ledger = await make_ledger()
+    s = scope(("day", 1.0))
+    for asked in (0.0000004, 0.0000154, 1 / 3, 0.000015 * 3):
+        hold = await ledger.reserve(s, asked)
+        assert asked <= hold.amount_usd < asked + 0.000001, asked
+        await ledger.release(hold)
+    # Float noise around a whole micro-dollar amount does not cost one more.
+    assert (await ledger.reserve(s, 0.1 + 0.2 - 0.3 + 0.000015)).amount_usd == 0.000015
 
 
 @pytest.mark.parametrize(
