@@ -25,11 +25,15 @@ log = logging.getLogger("gateway.ledger")
 MICRO = 1_000_000
 
 
+def _finite(usd: float) -> float:
+    if not math.isfinite(usd):
+        raise ValueError(f"amount must be finite, got {usd!r}")
+    return usd
+
+
 def to_micro(usd: float) -> int:
     """Dollars -> integer micro-dollars (half-up)."""
-    if usd != usd or usd in (float("inf"), float("-inf")):
-        raise ValueError(f"amount must be finite, got {usd!r}")
-    return int(round(usd * MICRO))
+    return round(_finite(usd) * MICRO)
 
 
 def to_micro_ceil(usd: float) -> int:
@@ -39,9 +43,7 @@ def to_micro_ceil(usd: float) -> int:
     was asked to cover; on cheap models (a few micro-dollars a call) a strategy then finds its
     own hold too small for the calls it planned. The 1e-6 slack absorbs float noise such as
     15.000000000002 micro-dollars."""
-    if usd != usd or usd in (float("inf"), float("-inf")):
-        raise ValueError(f"amount must be finite, got {usd!r}")
-    return math.ceil(usd * MICRO - 1e-6)
+    return math.ceil(_finite(usd) * MICRO - 1e-6)
 
 
 def from_micro(micro: int | float) -> float:
