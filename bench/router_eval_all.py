@@ -46,7 +46,8 @@ BAG_LABEL = {"off": "", "auto": "+bag", "on": "+bag-on"}
 
 
 def variant_label(featurizer: str, aux: list[str], task_prior: bool, select_by: str = "aiq",
-                  corpus: list[str] | None = None, token_bag: str = "off", task_c: float | None = None) -> str:
+                  corpus: list[str] | None = None, token_bag: str = "off", task_c: float | None = None,
+                  tag: str = "") -> str:
     """Name of a router variant in file names and the summary, e.g. `static+gsm8k-steps`.
 
     `+bag` = token bag kept when CV says so (the `train` default for static featurizers),
@@ -55,17 +56,17 @@ def variant_label(featurizer: str, aux: list[str], task_prior: bool, select_by: 
     bag = BAG_LABEL[token_bag] if featurizer.startswith("static") else ""
     return (featurizer + "".join(f"+{a}" for a in aux) + "".join(f"+proj-{c}" for c in corpus or [])
             + ("" if task_prior else "+notask") + ("" if select_by == "aiq" else f"+{select_by}") + bag
-            + ("" if task_c is None or not task_prior else f"+c{task_c:g}"))
+            + ("" if task_c is None or not task_prior else f"+c{task_c:g}") + (f"+{tag}" if tag else ""))
 
 
 def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
             baseline_embedder: str = "minilm", reuse: bool = False,
             aux: list[str] | None = None, task_prior: bool = True,
             select_by: str = "aiq", corpus: list[str] | None = None,
-            token_bag: str = "off", task_c: float | None = None) -> dict[str, dict[str, float | None]]:
+            token_bag: str = "off", task_c: float | None = None, tag: str = "") -> dict[str, dict[str, float | None]]:
     aux = [a for a in (aux or []) if source in AUX_FOR.get(a, ())]
     corpus = [c for c in (corpus or []) if source in AUX_FOR.get(c, ())]
-    label = variant_label(featurizer, aux, task_prior, select_by, corpus, token_bag, task_c) + ("" if folds == 3 else f"+f{folds}")
+    label = variant_label(featurizer, aux, task_prior, select_by, corpus, token_bag, task_c, tag) + ("" if folds == 3 else f"+f{folds}")
     done = work / "runs" / f"{source}-{label}-{baseline_embedder}-seed{seed}.json"
     if done.exists():  # finished earlier: reruns and restarts only add missing seeds
         return json.loads(done.read_text())
@@ -159,6 +160,7 @@ def main() -> None:
                         help="static featurizers: token-bag LSA columns (auto = kept if CV on train improves)")
     parser.add_argument("--task-c", type=float, default=None,
                         help="fix the task classifier's C (default: chosen by out-of-fold task log-loss)")
+    parser.add_argument("--tag", default="", help="suffix for this run's label (a rerun after a default changed)")
     parser.add_argument("--summary", default="SUMMARY.md")
     parser.add_argument("--baseline-embedder", default="minilm", choices=["minilm", "router"],
                         help="embedding for the kNN/logistic/MLP baselines (router = the router's own embedder)")
@@ -174,13 +176,13 @@ def main() -> None:
         for source in args.datasets:
             aux = [a for a in args.aux if source in AUX_FOR[a]]
             corpus = [c for c in args.proj_corpus if source in AUX_FOR[c]]
-            key = f"{source}|{variant_label(featurizer, aux, not args.no_task_prior, args.select_by, corpus, args.token_bag, args.task_c)}"
+            key = f"{source}|{variant_label(featurizer, aux, not args.no_task_prior, args.select_by, corpus, args.token_bag, args.task_c, args.tag)}"
             key += "" if args.folds == 3 else f"+f{args.folds}"
             runs: dict[str, list] = {}
             for seed in args.seeds:
                 out = run_one(source, seed, featurizer, work, args.folds, args.baseline_embedder, args.reuse_artifacts,
                               aux, not args.no_task_prior, args.select_by, args.proj_corpus, args.token_bag,
-                              args.task_c)
+                              args.task_c, args.tag)
                 for method, vals in out.items():
                     runs.setdefault(method, []).append(vals)
             runs["_baseline_embedder"] = [args.baseline_embedder]
