@@ -17,7 +17,7 @@ from the arithmetic check when that is on, else ``echo``, else a length bin
 ``L0``..``Lk`` with quantile edges) and the category to a weight in
 (0, 1]: P(correct | category) on the *training* problems, relative to the best
 category, shrunk toward the overall rate where a category is rare. It reads
-only answers, token counts and the prompt text. Weighted votes change what
+only answers, token counts, the sample texts and the prompt text. Weighted votes change what
 adaptive answers, so it is fitted with the stopping policy and shipped in the
 same JSON (:mod:`strategies.value_policy`).
 """

@@ -16,8 +16,9 @@ What the state holds, all readable at run time without the answer key:
 
 * the number drawn, the leader's and the runner-up's *weighted* votes and the
   number of distinct answers. Votes are weighted by sample reliability
-  (:mod:`strategies.reliability`: completion length, answers that repeat a
-  prompt number), and the final answer is the weighted vote's leader;
+  (:mod:`strategies.reliability`: worked arithmetic that checks out,
+  completion length, answers that repeat a prompt number), and the final
+  answer is the weighted vote's leader;
 * the prompt's difficulty bin, from a nearest-neighbour model over the
   training prompts (:mod:`strategies.knn_difficulty`) shipped in the policy,
   so that prompts whose neighbours the model never solves stop at once.
