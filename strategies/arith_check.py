@@ -13,9 +13,10 @@ number` step of a sample and returns
 * ``"none"``: the sample shows no step to check.
 
 It reads only the prompt, the sample's text and its extracted answer, all of
-which the live gateway has for every sample. On SmolLM2-135M's MAWPS samples,
-"ok" samples are right 64-66% of the time and "bad" ones 0-15%
-(bench/results/strategies/live_smollm2.md), a far sharper signal than length.
+which the live gateway has for every sample. On the three SmolLM2-135M
+recordings of MAWPS single-op problems (tests/fixtures/smollm2_mawps_singleop_16*.jsonl),
+"ok" samples are right 63-66% of the time and "bad" ones 4-5%, a far sharper
+signal than length.
 """
 
 from __future__ import annotations

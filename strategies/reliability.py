@@ -10,7 +10,7 @@ the live gateway has for every sample anyway:
   a typical failure of small models on word problems (4% right there);
 * optionally, whether its worked arithmetic holds together
   (:mod:`strategies.arith_check`: right steps on the prompt's numbers, ending
-  in the answer), which separates 64% right from 5% right on the same model.
+  in the answer), which separates 63-66% right from 4-5% right on the same model.
 
 A :class:`ReliabilityModel` maps a sample to a category (``ok`` or ``bad``
 from the arithmetic check when that is on, else ``echo``, else a length bin
