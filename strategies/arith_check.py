@@ -70,7 +70,7 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= max(0.01, 1e-6 * abs(b))
 
 
-def _as_number(answer: str | None) -> float | None:
+def as_number(answer: str | None) -> float | None:
     if answer is None:
         return None
     try:
@@ -91,5 +91,5 @@ def check_arithmetic(prompt: str, text: str, answer: str | None) -> Check:
         if value is None or not _close(value, result) or any(x not in known for x in operands):
             return "bad"
         known.add(result)
-    final = _as_number(answer)
+    final = as_number(answer)
     return "ok" if final is not None and _close(final, result) else "bad"

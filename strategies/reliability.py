@@ -25,28 +25,16 @@ same JSON (:mod:`strategies.value_policy`).
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .arith_check import Check, check_arithmetic
-
-_NUM = re.compile(r"-?\d+(?:\.\d+)?")
+from .arith_check import Check, as_number, check_arithmetic, stated_numbers
 
 
 def prompt_numbers(prompt: str) -> frozenset[float]:
-    """The numbers a prompt states (commas as thousands separators)."""
-    return frozenset(float(x) for x in _NUM.findall(prompt.replace(",", "")))
-
-
-def _as_number(answer: str | None) -> float | None:
-    if answer is None:
-        return None
-    try:
-        return float(answer.replace(",", ""))
-    except ValueError:
-        return None
+    """The numbers a prompt states (thousands separators and currency signs dropped)."""
+    return frozenset(stated_numbers(prompt))
 
 
 @dataclass(frozen=True)
@@ -62,7 +50,7 @@ class ReliabilityModel:
     ) -> str:
         if self.checks and check in ("ok", "bad"):
             return check
-        value = _as_number(answer)
+        value = as_number(answer)
         if value is not None and value in numbers:
             return "echo"
         return f"L{min(bisect.bisect_left(self.length_edges, completion_tokens), len(self.length_edges))}"

@@ -42,6 +42,11 @@ def client(gateway: tuple[str, str]) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway[0] + "/v1", api_key=gateway[1], max_retries=0, timeout=300)
 
 
+def usage_of(gateway: tuple[str, str]) -> dict:
+    url, key = gateway
+    return httpx.get(f"{url}/v1/tenants/demo/usage", headers={"authorization": f"Bearer {key}"}).json()
+
+
 def expected_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float:
     price_in, price_out = PRICES[model]
     return (prompt_tokens * price_in + completion_tokens * price_out) / 1e6
@@ -104,10 +109,9 @@ def test_concurrent_requests_to_one_local_model_all_complete(local_gateway: tupl
 
 
 def test_spend_is_recorded_in_the_embedded_ledger(local_gateway: tuple[str, str]) -> None:
-    url, key = local_gateway
-    before = httpx.get(f"{url}/v1/tenants/demo/usage", headers={"authorization": f"Bearer {key}"}).json()
+    before = usage_of(local_gateway)
     raw = client(local_gateway).chat.completions.with_raw_response.create(model="gemma3-270m", messages=[{"role": "user", "content": "Hi"}], max_tokens=5)
-    after = httpx.get(f"{url}/v1/tenants/demo/usage", headers={"authorization": f"Bearer {key}"}).json()
+    after = usage_of(local_gateway)
     spent = after["windows"][0]["spent_usd"] - before["windows"][0]["spent_usd"]
     assert spent == pytest.approx(float(raw.headers["x-ttc-cost-usd"]), abs=2e-6)
     assert after["windows"][0]["reserved_usd"] == 0
@@ -136,9 +140,8 @@ STRATEGY_SPECS: dict[str, dict[str, object]] = {
 MATH = [{"role": "user", "content": "Tom has 3 apples and buys 4 more. How many apples does he have?"}]
 
 
-def usage_of(gateway: tuple[str, str]) -> dict:
-    url, key = gateway
-    return httpx.get(f"{url}/v1/tenants/demo/usage", headers={"authorization": f"Bearer {key}"}).json()["windows"][0]
+def window_of(gateway: tuple[str, str]) -> dict:
+    return usage_of(gateway)["windows"][0]
 
 
 def check_calls(calls: list[dict], cost_usd: float) -> None:
@@ -153,7 +156,7 @@ def check_calls(calls: list[dict], cost_usd: float) -> None:
 
 @pytest.mark.parametrize("name", list(STRATEGY_SPECS))
 def test_every_strategy_non_streamed_on_a_local_model(local_gateway: tuple[str, str], name: str) -> None:
-    before = usage_of(local_gateway)
+    before = window_of(local_gateway)
     raw = client(local_gateway).chat.completions.with_raw_response.create(
         model="smollm2-135m", messages=MATH, max_tokens=24, extra_body={"ttc": STRATEGY_SPECS[name]})
     body = raw.parse()
@@ -167,14 +170,14 @@ def test_every_strategy_non_streamed_on_a_local_model(local_gateway: tuple[str, 
     assert body.usage.prompt_tokens == sum(c["prompt_tokens"] for c in calls)
     cost = float(raw.headers["x-ttc-cost-usd"])
     check_calls(calls, cost)
-    after = usage_of(local_gateway)
+    after = window_of(local_gateway)
     assert after["spent_usd"] - before["spent_usd"] == pytest.approx(cost, abs=2e-6)
     assert after["reserved_usd"] == 0  # every hold settled or released
 
 
 @pytest.mark.parametrize("name", list(STRATEGY_SPECS))
 def test_every_strategy_streamed_on_a_local_model(local_gateway: tuple[str, str], name: str) -> None:
-    before = usage_of(local_gateway)
+    before = window_of(local_gateway)
     chunks = list(client(local_gateway).chat.completions.create(
         model="smollm2-135m", messages=MATH, max_tokens=24, stream=True, stream_options={"include_usage": True},
         extra_body={"ttc": STRATEGY_SPECS[name]}))
@@ -185,6 +188,6 @@ def test_every_strategy_streamed_on_a_local_model(local_gateway: tuple[str, str]
     assert text.strip()
     assert final.usage.completion_tokens == sum(c["completion_tokens"] for c in ttc["calls"])
     check_calls(ttc["calls"], ttc["cost_usd"])
-    after = usage_of(local_gateway)
+    after = window_of(local_gateway)
     assert after["spent_usd"] - before["spent_usd"] == pytest.approx(ttc["cost_usd"], abs=2e-6)
     assert after["reserved_usd"] == 0
