@@ -167,8 +167,20 @@ def main() -> None:
     parser.add_argument("--reuse-artifacts", action="store_true", help="evaluate existing artifacts instead of retraining")
     parser.add_argument("--summary-only", action="store_true", help="rebuild the summary from saved results")
     parser.add_argument("--raw", default="raw.json", help="raw results file under the bench cache (one per concurrent run)")
+    parser.add_argument("--held-out", type=float, default=None,
+                        help="held-out fraction for every selected dataset instead of its default (a sensitivity check); "
+                             "splits and runs get their own cache folder, labels end in +heldoutNN, "
+                             "and the summary goes to SUMMARY-heldoutNN.md unless --summary is given")
     args = parser.parse_args()
     work = default_cache_dir() / "bench"
+    if args.held_out is not None:
+        suffix = f"heldout{round(args.held_out * 100)}"
+        for source in args.datasets:
+            DATASETS[source] = args.held_out
+        work = work / suffix  # other splits of the same seeds: never mix them with the default ones
+        args.tag = "+".join(filter(None, [args.tag, suffix]))
+        if args.summary == "SUMMARY.md":
+            args.summary = f"SUMMARY-{suffix}.md"
     raw_path = work / args.raw
     raw: dict[str, dict[str, list]] = json.loads(raw_path.read_text()) if raw_path.exists() else {}
     RESULTS.mkdir(parents=True, exist_ok=True)
