@@ -59,6 +59,14 @@ def variant_label(featurizer: str, aux: list[str], task_prior: bool, select_by: 
             + ("" if task_c is None or not task_prior else f"+c{task_c:g}") + (f"+{tag}" if tag else ""))
 
 
+def ensure_split(source: str, seed: int, work: Path) -> Path:
+    """The folder holding `source`'s seeded train/test split (imported on first use)."""
+    split = work / source / f"seed{seed}"
+    if not (split / "test.jsonl").exists():
+        run_import(source, DATA, split, test_fraction=DATASETS[source], seed=seed)
+    return split
+
+
 def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
             baseline_embedder: str = "minilm", reuse: bool = False,
             aux: list[str] | None = None, task_prior: bool = True,
@@ -70,9 +78,7 @@ def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
     done = work / "runs" / f"{source}-{label}-{baseline_embedder}-seed{seed}.json"
     if done.exists():  # finished earlier: reruns and restarts only add missing seeds
         return json.loads(done.read_text())
-    split = work / source / f"seed{seed}"
-    if not (split / "test.jsonl").exists():
-        run_import(source, DATA, split, test_fraction=DATASETS[source], seed=seed)
+    split = ensure_split(source, seed, work)
     train_rows = read_outcomes(split / "train.jsonl")
     test_rows = read_outcomes(split / "test.jsonl")
     art = work / "artifacts" / f"{source}-{label}-seed{seed}"

@@ -21,15 +21,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.router_eval_all import DATA, ensure_split
 from router import metrics
 from router.features.aux import aux_key, gsm8k_solution_targets
 from router.features.cache import default_cache_dir
 from router.features.text import TextFeatures
-from router.importers import read_prices, run_import
+from router.importers import read_prices
 from router.matrix import OutcomeMatrix, build_matrix
 from router.outcomes import read_outcomes
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 STRONG = "gpt-4-1106-preview"
 
 
@@ -41,9 +41,7 @@ def main() -> None:
         gold = {aux_key(r["question"]): gsm8k_solution_targets(r["answer"]) for r in map(json.loads, handle)}
     results = []
     for seed in range(5):
-        split = default_cache_dir() / "bench" / "routellm-gsm8k" / f"seed{seed}"
-        if not (split / "test.jsonl").exists():
-            run_import("routellm-gsm8k", DATA, split, test_fraction=0.5, seed=seed)
+        split = ensure_split("routellm-gsm8k", seed, default_cache_dir() / "bench")
         prices = read_prices(split / "prices.json")
         train = build_matrix(read_outcomes(split / "train.jsonl"), prices=prices)
         test = build_matrix(read_outcomes(split / "test.jsonl"), train.models, prices)

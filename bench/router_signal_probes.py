@@ -31,24 +31,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.router_eval_all import ensure_split  # noqa: E402
 from router import metrics  # noqa: E402
 from router.features.cache import default_cache_dir  # noqa: E402
 from router.features.sentence import SentenceEmbedder  # noqa: E402
-from router.importers import read_prices, run_import  # noqa: E402
+from router.importers import read_prices  # noqa: E402
 from router.matrix import OutcomeMatrix, build_matrix  # noqa: E402
 from router.outcomes import read_outcomes  # noqa: E402
 from router.predictors.quality import routing_metrics  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results" / "router"
-HELD_OUT = {"routellm-gsm8k": 0.5, "routellm-mmlu": 0.5, "llmrouter": 0.3}
 C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 
 
 def split(source: str, seed: int) -> tuple[OutcomeMatrix, OutcomeMatrix]:
-    where = default_cache_dir() / "bench" / source / f"seed{seed}"
-    if not (where / "test.jsonl").exists():
-        run_import(source, DATA, where, test_fraction=HELD_OUT[source], seed=seed)
+    where = ensure_split(source, seed, default_cache_dir() / "bench")
     prices = read_prices(where / "prices.json")
     train = build_matrix(read_outcomes(where / "train.jsonl"), prices=prices)
     return train, build_matrix(read_outcomes(where / "test.jsonl"), train.models, prices)
@@ -65,15 +62,14 @@ def pgr_point(score: np.ndarray, m: OutcomeMatrix) -> tuple[float, float | None]
     return metrics.apgr(frac, pgr), metrics.cpt(frac, pgr, 0.5)
 
 
-def gain_logistic(xtr: np.ndarray, train: OutcomeMatrix, xte: np.ndarray, c: float) -> np.ndarray:
-    """Predicted P(strong right) - P(weak right), one standardized logistic regression per model."""
+def gain_logistic(xtr: np.ndarray, right: np.ndarray, xte: np.ndarray, c: float) -> np.ndarray:
+    """Predicted P(strong right) - P(weak right); `right` holds the (strong, weak) outcome columns."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(xtr)
     a, b = scaler.transform(xtr), scaler.transform(xte)
-    s, w = strong_weak(train)
-    p = [LogisticRegression(C=c, max_iter=3000).fit(a, train.score[:, j] >= 0.5).predict_proba(b)[:, 1] for j in (s, w)]
+    p = [LogisticRegression(C=c, max_iter=3000).fit(a, right[:, j] >= 0.5).predict_proba(b)[:, 1] for j in (0, 1)]
     return p[0] - p[1]
 
 
@@ -82,13 +78,12 @@ def cv_c(x: np.ndarray, train: OutcomeMatrix) -> float:
     from sklearn.model_selection import KFold
 
     s, w = strong_weak(train)
+    right = train.score[:, [s, w]]
     best = (-np.inf, C_GRID[0])
     for c in C_GRID:
         score = np.zeros(len(x))
         for tr, va in KFold(3, shuffle=True, random_state=0).split(x):
-            sub = OutcomeMatrix([train.prompts[i] for i in tr], train.models, train.score[tr], train.mask[tr],
-                                train.prompt_tokens[tr], train.completion_tokens[tr], train.cost[tr], [])
-            score[va] = gain_logistic(x[tr], sub, x[va], c)
+            score[va] = gain_logistic(x[tr], right[tr], x[va], c)
         frac, pgr = metrics.pgr_curve(score, train.score[:, w], train.score[:, s])
         best = max(best, (metrics.apgr(frac, pgr), c))
     return best[1]
@@ -118,15 +113,16 @@ def probe_gsm8k_lm(seeds: list[int]) -> list[str]:
     for seed in seeds:
         train, test = split("routellm-gsm8k", seed)
         everything = train.prompts + test.prompts
-        minilm, gemma = embedder.transform(everything), gemma_features(sorted(everything))
-        order = {p: i for i, p in enumerate(sorted(everything))}
-        gemma = gemma[[order[p] for p in everything]]
+        ordered = sorted(everything)  # one cache entry per prompt set, whatever the split
+        position = {p: i for i, p in enumerate(ordered)}
+        minilm, gemma = embedder.transform(everything), gemma_features(ordered)[[position[p] for p in everything]]
         length = np.log([[len(p)] for p in everything])
         n = len(train.prompts)
         for name, x in {"prompt length only": length, "MiniLM": minilm, "Gemma-3-270M hidden states": gemma,
                         "MiniLM + Gemma": np.hstack([minilm, gemma])}.items():
             c = cv_c(x[:n], train)
-            apgr, cpt50 = pgr_point(gain_logistic(x[:n], train, x[n:], c), test)
+            s, w = strong_weak(train)
+            apgr, cpt50 = pgr_point(gain_logistic(x[:n], train.score[:, [s, w]], x[n:], c), test)
             rows.setdefault(name, []).append((apgr, cpt50, c))
             print(f"gsm8k seed {seed} {name}: APGR {apgr:.3f} CPT50 {cpt50} C {c}", flush=True)
     lines = ["## RouteLLM GSM8K: logistic per model on richer prompt features", "",
@@ -185,11 +181,10 @@ def _table(title: str, note: str, results: dict[str, list[dict[str, float | None
 def probe_mmlu_subject(seeds: list[int]) -> list[str]:
     def gain_by_subject(train: OutcomeMatrix) -> np.ndarray:
         s, w = strong_weak(train)
-        names = sorted({t for t in train.tasks if t})
+        tasks = np.array(train.tasks)
         gain = train.score[:, s] - train.score[:, w]
         overall = gain.mean()
-        return np.array([(gain[[t == n for t in train.tasks]].sum() + 5 * overall) / (sum(t == n for t in train.tasks) + 5)
-                         for n in names])
+        return np.array([(gain[tasks == n].sum() + 5 * overall) / ((tasks == n).sum() + 5) for n in sorted({t for t in train.tasks if t})])
 
     def score(route: np.ndarray, test: OutcomeMatrix) -> dict[str, float | None]:
         apgr, cpt50 = pgr_point(route, test)
@@ -203,8 +198,8 @@ def probe_mmlu_subject(seeds: list[int]) -> list[str]:
 
 def probe_llmrouter_task(seeds: list[int]) -> list[str]:
     def rate_by_task(train: OutcomeMatrix) -> np.ndarray:
-        names = sorted({t for t in train.tasks if t})
-        return np.array([train.score[[t == n for t in train.tasks]].mean(axis=0) for n in names])
+        tasks = np.array(train.tasks)
+        return np.array([train.score[tasks == n].mean(axis=0) for n in sorted({t for t in train.tasks if t})])
 
     def score(quality: np.ndarray, test: OutcomeMatrix) -> dict[str, float | None]:
         routed = routing_metrics(quality, test.score, test.cost)
