@@ -1,6 +1,6 @@
 """Router decision latency: featurize + predict + policy, one prompt at a time.
 
-    python bench/router.py [--featurizers static minilm] [--n 1000] [--threads 2]
+    python bench/router.py [--featurizers static minilm minilm-onnx minilm-int8] [--n 1000] [--threads 2]
 
 Times 1,000 distinct held-out LLMRouter prompts (seed-0 split) with a cold
 cache: the MiniLM featurizer runs with its embedding cache disabled, so every
@@ -36,9 +36,10 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def artifact_for(featurizer: str, work: Path) -> Path:
     """A seed-0 bench artifact with this featurizer (any dataset: timing does not depend on it)."""
     for source in ("llmrouter", "routellm-mmlu", "routellm-gsm8k", "routerarena"):
-        art = work / "artifacts" / f"{source}-{featurizer}-seed0"
-        if (art / "manifest.json").exists():
-            return art
+        for label in (featurizer, f"{featurizer}+bag"):  # +bag: trained with the token-bag default
+            art = work / "artifacts" / f"{source}-{label}-seed0"
+            if (art / "manifest.json").exists():
+                return art
     split = held_out_split(work)
     art = work / "artifacts" / f"llmrouter-{featurizer}-seed0"
     train_router(read_outcomes(split / "train.jsonl"), art, read_prices(split / "prices.json"),

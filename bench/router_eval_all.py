@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from router.artifact import read_manifest  # noqa: E402
 from router.evaluate import EvalResult, evaluate  # noqa: E402
+from router.features import ONNX_DEFAULT_MAX_TOKENS, ONNX_FEATURIZERS, TOKEN_ID_FEATURIZERS  # noqa: E402
 from router.features.cache import default_cache_dir  # noqa: E402
 from router.importers import read_prices, run_import  # noqa: E402
 from router.outcomes import read_outcomes  # noqa: E402
@@ -53,7 +54,7 @@ def variant_label(featurizer: str, aux: list[str], task_prior: bool, select_by: 
     `+bag` = token bag kept when CV says so (the `train` default for static featurizers),
     `+bag-on` = always; no suffix = off (the router before the token bag). `+c1`: the task
     classifier's C fixed at 1 (before it was chosen by CV); no suffix = chosen by CV."""
-    bag = BAG_LABEL[token_bag] if featurizer.startswith("static") else ""
+    bag = BAG_LABEL[token_bag] if featurizer in TOKEN_ID_FEATURIZERS else ""
     return (featurizer + "".join(f"+{a}" for a in aux) + "".join(f"+proj-{c}" for c in corpus or [])
             + ("" if task_prior else "+notask") + ("" if select_by == "aiq" else f"+{select_by}") + bag
             + ("" if task_c is None or not task_prior else f"+c{task_c:g}") + (f"+{tag}" if tag else ""))
@@ -71,7 +72,8 @@ def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
             baseline_embedder: str = "minilm", reuse: bool = False,
             aux: list[str] | None = None, task_prior: bool = True,
             select_by: str = "aiq", corpus: list[str] | None = None,
-            token_bag: str = "off", task_c: float | None = None, tag: str = "") -> dict[str, dict[str, float | None]]:
+            token_bag: str = "off", task_c: float | None = None, tag: str = "",
+            max_tokens: int | None = None) -> dict[str, dict[str, float | None]]:
     aux = [a for a in (aux or []) if source in AUX_FOR.get(a, ())]
     corpus = [c for c in (corpus or []) if source in AUX_FOR.get(c, ())]
     label = variant_label(featurizer, aux, task_prior, select_by, corpus, token_bag, task_c, tag) + ("" if folds == 3 else f"+f{folds}")
@@ -91,7 +93,7 @@ def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
         config = TrainConfig(featurizer=featurizer, cv_folds=folds, seed=seed, aux=aux,
                              aux_data_dir=str(DATA) if aux or corpus else None, task_prior=task_prior,
                              select_by=select_by, projection_corpus=corpus, token_bag=token_bag,
-                             task_prior_c=task_c)
+                             task_prior_c=task_c, max_tokens=max_tokens)
         selected = train_router(train_rows, art, read_prices(split / "prices.json"), config,
                                 exclude_prompts=[r.prompt for r in test_rows]).cv["selected"]
     t1 = time.time()
@@ -177,6 +179,9 @@ def main() -> None:
                         help="held-out fraction for every selected dataset instead of its default (a sensitivity check); "
                              "splits and runs get their own cache folder, labels end in +heldoutNN, "
                              "and the summary goes to SUMMARY-heldoutNN.md unless --summary is given")
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help=f"ONNX featurizers: truncate prompts to this many tokens (default {ONNX_DEFAULT_MAX_TOKENS}); "
+                             "their labels always end in +tN")
     args = parser.parse_args()
     work = default_cache_dir() / "bench"
     if args.held_out is not None:
@@ -191,16 +196,19 @@ def main() -> None:
     raw: dict[str, dict[str, list]] = json.loads(raw_path.read_text()) if raw_path.exists() else {}
     RESULTS.mkdir(parents=True, exist_ok=True)
     for featurizer in [] if args.summary_only else args.featurizers:
+        tag = args.tag
+        if featurizer in ONNX_FEATURIZERS:  # the token window changes the features: always in the label
+            tag = "+".join(filter(None, [tag, f"t{args.max_tokens or ONNX_DEFAULT_MAX_TOKENS}"]))
         for source in args.datasets:
             aux = [a for a in args.aux if source in AUX_FOR[a]]
             corpus = [c for c in args.proj_corpus if source in AUX_FOR[c]]
-            key = f"{source}|{variant_label(featurizer, aux, not args.no_task_prior, args.select_by, corpus, args.token_bag, args.task_c, args.tag)}"
+            key = f"{source}|{variant_label(featurizer, aux, not args.no_task_prior, args.select_by, corpus, args.token_bag, args.task_c, tag)}"
             key += "" if args.folds == 3 else f"+f{args.folds}"
             runs: dict[str, list] = {}
             for seed in args.seeds:
                 out = run_one(source, seed, featurizer, work, args.folds, args.baseline_embedder, args.reuse_artifacts,
                               aux, not args.no_task_prior, args.select_by, args.proj_corpus, args.token_bag,
-                              args.task_c, args.tag)
+                              args.task_c, tag, args.max_tokens)
                 for method, vals in out.items():
                     runs.setdefault(method, []).append(vals)
             runs["_baseline_embedder"] = [args.baseline_embedder]

@@ -77,5 +77,7 @@ BUILTIN_ROUTER = Path(__file__).resolve().parent / "assets" / "router-local"
 
 
 def router_available() -> bool:
-    """`model: auto` on the defaults needs the `router` extra (torch, sentence-transformers)."""
-    return BUILTIN_ROUTER.is_dir() and importlib.util.find_spec("sentence_transformers") is not None
+    """`model: auto` on the defaults needs the `router` extra: onnxruntime serves the built-in
+    artifact's MiniLM, which sentence-transformers (torch) exports once."""
+    return BUILTIN_ROUTER.is_dir() and all(
+        importlib.util.find_spec(name) is not None for name in ("sentence_transformers", "onnxruntime"))

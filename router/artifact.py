@@ -55,7 +55,8 @@ class Manifest(BaseModel):
 
 def library_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for name in ("numpy", "scikit-learn", "torch", "sentence-transformers", "tokenizers", "litellm", "pydantic"):
+    for name in ("numpy", "scikit-learn", "torch", "sentence-transformers", "onnxruntime", "tokenizers", "litellm",
+                 "pydantic"):
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -45,7 +45,7 @@ def train(
     data: Annotated[Path, typer.Option(help="outcome JSONL")],
     out: Annotated[Path, typer.Option(help="artifact directory")],
     prices: Annotated[Path | None, typer.Option(help="{model: {input_per_1m, output_per_1m}} JSON; default: prices.json beside --data")] = None,
-    featurizer: Annotated[str, typer.Option(help="minilm | static | static-proj | minilm-only | static-only")] = "minilm",
+    featurizer: Annotated[str, typer.Option(help="minilm-int8 (MiniLM via ONNX Runtime, int8) | minilm-onnx (fp32) | minilm (torch) | static | static-proj | minilm-only | static-only")] = "minilm-int8",
     embedding_model: Annotated[str, typer.Option(help="sentence-transformers name or path")] = "all-MiniLM-L6-v2",
     cv_folds: Annotated[int, typer.Option(min=2)] = 5,
     seed: Annotated[int, typer.Option()] = 0,
@@ -56,7 +56,8 @@ def train(
     task_prior: Annotated[bool, typer.Option(help="stack a task prior when rows carry task labels (kept only if CV improves)")] = True,
     select_by: Annotated[str, typer.Option(help="candidate selection: aiq (out-of-fold routing AIQ on train) | brier")] = "aiq",
     proj_corpus: Annotated[list[str] | None, typer.Option(help="unlabeled corpus for the static-proj map, e.g. gsm8k-train (repeatable; read from --aux-data)")] = None,
-    token_bag: Annotated[str, typer.Option(help="static featurizers: LSA of the token bag, auto (kept if CV improves) | on | off")] = "auto",
+    token_bag: Annotated[str, typer.Option(help="static and ONNX featurizers: LSA of the token bag, auto (kept if CV improves) | on | off")] = "auto",
+    max_tokens: Annotated[int | None, typer.Option(min=8, help="ONNX featurizers: truncate prompts to this many tokens (default 128)")] = None,
 ) -> None:
     """Fit quality and length predictors; write a versioned artifact."""
     from router.importers import read_prices
@@ -75,7 +76,8 @@ def train(
         _fail(f"--token-bag must be auto, on or off, not {token_bag!r}")
     config = TrainConfig(featurizer=featurizer, embedding_model=embedding_model, cv_folds=cv_folds, seed=seed,
                          task_prior=task_prior, aux=aux or [], aux_data_dir=str(aux_data) if aux or proj_corpus else None,
-                         select_by=select_by, projection_corpus=proj_corpus or [], token_bag=token_bag)
+                         select_by=select_by, projection_corpus=proj_corpus or [], token_bag=token_bag,
+                         max_tokens=max_tokens)
     try:
         excluded = [r.prompt for r in read_outcomes(exclude_prompts)] if exclude_prompts else []
     except (OSError, OutcomeFileError) as exc:

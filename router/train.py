@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from router.artifact import Manifest, library_versions, write_manifest
-from router.features import PromptFeaturizer, build_featurizer
+from router.features import DEFAULT_FEATURIZER, TOKEN_ID_FEATURIZERS, PromptFeaturizer, build_featurizer
 from router.features.aux import AUX_SOURCES, CORPORA, aux_key, drop_excluded, fit_aux
 from router.features.task_prior import CLASSIFIER_GRID
 from router.importers.base import Price
@@ -25,8 +25,10 @@ from router.predictors.quality import QualityEstimator, SelectionResult, select_
 
 
 class TrainConfig(BaseModel):
-    featurizer: str = "minilm"
+    featurizer: str = DEFAULT_FEATURIZER
     embedding_model: str = "all-MiniLM-L6-v2"
+    # ONNX featurizers: truncate prompts to this many tokens (None: ONNX_DEFAULT_MAX_TOKENS).
+    max_tokens: int | None = Field(default=None, ge=8)
     cv_folds: int = Field(default=5, ge=2)
     seed: int = 0
     # Where the default cost weight puts the average predicted cost, as a
@@ -100,10 +102,11 @@ def train_router(
         still = [m for m in matrix.models if m not in price_map]
         if still:
             raise ValueError(f"no price for {still}: pass --prices or give rows cost_usd and token counts")
-    bag_dims = cfg.token_bag_dims if cfg.token_bag != "off" and _static(cfg.featurizer) else 0
+    bag_dims = cfg.token_bag_dims if cfg.token_bag != "off" and _token_ids(cfg.featurizer) else 0
     if cfg.token_bag == "on" and not bag_dims:
-        raise ValueError("token_bag='on' needs a static featurizer (static, static-only, static-proj)")
-    feat = featurizer or build_featurizer(cfg.featurizer, cfg.embedding_model, token_bag_dims=bag_dims)
+        raise ValueError(f"token_bag='on' needs one of the featurizers {TOKEN_ID_FEATURIZERS}")
+    feat = featurizer or build_featurizer(cfg.featurizer, cfg.embedding_model, token_bag_dims=bag_dims,
+                                          max_tokens=cfg.max_tokens)
     corpus, corpus_keys, corpus_report = _projection_corpus(cfg, exclude_prompts)
     feat.fit(matrix.prompts, progress=progress, corpus=corpus)
     aux_keys, aux_report = _fit_aux(feat, cfg, exclude_prompts)
@@ -206,8 +209,8 @@ def _fit_aux(feat: PromptFeaturizer, cfg: TrainConfig, exclude_prompts: Sequence
     return sorted(keys), report
 
 
-def _static(featurizer: str) -> bool:
-    return featurizer.startswith("static")
+def _token_ids(featurizer: str) -> bool:
+    return featurizer in TOKEN_ID_FEATURIZERS
 
 
 def _cv_score(cv: dict[str, object]) -> float:

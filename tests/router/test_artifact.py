@@ -35,6 +35,9 @@ def test_manifest_records_provenance(artifact: Path) -> None:
     for key in ("models", "featurizer", "cv", "data_sha256", "libraries", "version", "prices"):
         assert manifest[key]
     assert manifest["featurizer"]["embedder"]["model"] == "all-MiniLM-L6-v2"
+    # The default featurizer serves within the gateway's latency budget: MiniLM via ONNX Runtime, int8.
+    assert manifest["featurizer"]["embedder"]["kind"] == "onnx"
+    assert manifest["featurizer"]["embedder"]["max_seq_length"] == 128
     assert [c["kind"] for c in manifest["cv"]["candidates"]] == ["logistic", "shared", "ensemble"]
     assert "scikit-learn" in manifest["libraries"]
     # No pickles anywhere in the artifact.

@@ -103,7 +103,7 @@ def test_auto_keeps_the_bag_when_cv_says_it_routes_better(tmp_path: Path) -> Non
     off = train_router(rows, tmp_path / "off", PRICES, TrainConfig(featurizer="static", cv_folds=3, token_bag="off"),
                        featurizer=PromptFeaturizer(_static(constant=True)))
     assert off.cv["token_bag"]["used"] is False and not (tmp_path / "off" / "token_bag.npz").exists()
-    with pytest.raises(ValueError, match="static featurizer"):
+    with pytest.raises(ValueError, match="token_bag=.on. needs one of the featurizers"):
         train_router(rows, tmp_path / "bad", PRICES, TrainConfig(featurizer="minilm", token_bag="on"))
 
 
