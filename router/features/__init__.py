@@ -172,7 +172,8 @@ class PromptFeaturizer:
             embedder = SentenceEmbedder(emb["model"], use_cache=embedding_cache)
         elif emb["kind"] == OnnxEmbedder.kind:
             embedder = OnnxEmbedder(emb["model"], emb.get("quantization", "int8"), use_cache=embedding_cache,
-                                    max_tokens=emb.get("max_seq_length"))
+                                    max_tokens=emb.get("max_seq_length"),
+                                    expected_graph_sha256=emb.get("graph_sha256"))
         else:
             raise ValueError(f"unknown embedder kind {emb['kind']!r}")
         aux = [AuxRegressor.load(directory / _plain_name(a["file"])) for a in spec.get("aux", [])]

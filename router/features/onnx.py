@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import uuid
 import warnings
@@ -28,6 +29,7 @@ from router.features.sentence import (
 )
 
 Quantization = Literal["none", "int8"]
+_log = logging.getLogger(__name__)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -85,8 +87,16 @@ def _export_fp32(model_dir: Path, out: Path) -> None:
 def _quantize_int8(fp32: Path, out: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-untyped]
 
-    # Per-channel weights keep cosine ~0.99 to the fp32 vectors; per-tensor fell to ~0.96.
-    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True)
+    root = logging.getLogger()
+    level = root.level
+    # The quantizer logs a line per tensor (and advice to pre-process, which would change the graph
+    # the benches measured) through the root logger: hundreds of lines at a server's first start.
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        # Per-channel weights keep cosine ~0.99 to the fp32 vectors; per-tensor fell to ~0.96.
+        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        root.setLevel(level)
 
 
 def onnx_model_file(model_name: str = DEFAULT_MODEL, quantization: Quantization = "int8",
@@ -123,7 +133,8 @@ class OnnxEmbedder:
     kind = "onnx"
 
     def __init__(self, model_name: str = DEFAULT_MODEL, quantization: Quantization = "int8",
-                 batch_size: int | None = None, use_cache: bool = True, max_tokens: int | None = None) -> None:
+                 batch_size: int | None = None, use_cache: bool = True, max_tokens: int | None = None,
+                 expected_graph_sha256: str | None = None) -> None:
         if quantization not in ("none", "int8"):
             raise ValueError(f"quantization must be 'none' or 'int8', not {quantization!r}")
         from tokenizers import Tokenizer
@@ -147,6 +158,8 @@ class OnnxEmbedder:
                                if t.get("special"))
         self._pad_id = int(self._tok.token_to_id("[PAD]") or 0)
         self._session: Any = None
+        self._graph: Path | None = None
+        self.expected_graph_sha256 = expected_graph_sha256
         suffix = "" if self.max_tokens == window else f"-t{self.max_tokens}"
         self._cache = EmbeddingCache(f"onnx-{model_name}-{quantization}{suffix}") if use_cache else None
 
@@ -160,9 +173,28 @@ class OnnxEmbedder:
             options.inter_op_num_threads = 1
             # Spinning pool threads would hold the cores the numpy heads and the event loop need next.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._session = ort.InferenceSession(str(onnx_model_file(self.model_name, self.quantization)),
-                                                 options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(self.graph_file), options, providers=["CPUExecutionProvider"])
+            self._check_graph()
         return self._session
+
+    @property
+    def graph_file(self) -> Path:
+        if self._graph is None:
+            self._graph = onnx_model_file(self.model_name, self.quantization)
+        return self._graph
+
+    def graph_sha256(self) -> str:
+        return hashlib.sha256(self.graph_file.read_bytes()).hexdigest()
+
+    def _check_graph(self) -> None:
+        """Warn when this machine's export differs from the one the artifact was trained with.
+
+        Exports are byte-identical for the same weights and library versions; other versions may
+        shift the vectors slightly, which the router was not validated on."""
+        if self.expected_graph_sha256 and self.graph_sha256() != self.expected_graph_sha256:
+            _log.warning("ONNX graph %s differs from the one this router was trained with (sha256 %s...): "
+                         "check the onnxruntime/torch versions in the artifact's manifest",
+                         self.graph_file.name, self.expected_graph_sha256[:12])
 
     @property
     def cached(self) -> bool:
@@ -231,5 +263,6 @@ class OnnxEmbedder:
                 "max_seq_length": self.max_tokens, "pooling": "mean", "normalize": True}
 
     def save(self, directory: Path) -> dict[str, Any]:
-        # Referenced by name like the torch embedder: the graph is rebuilt from the same weights.
-        return self.spec()
+        # Referenced by name like the torch embedder: the graph is rebuilt from the same weights,
+        # and its hash lets a serving replica notice an export that differs.
+        return {**self.spec(), "graph_sha256": self.graph_sha256()}

@@ -135,3 +135,17 @@ def test_max_tokens_truncates_and_is_validated(torch_vectors: np.ndarray) -> Non
         OnnxEmbedder(max_tokens=4096)
     with pytest.raises(ValueError, match="ONNX featurizers"):
         build_featurizer("static", max_tokens=64)
+
+
+def test_serving_warns_when_its_export_differs_from_the_trained_one(caplog: pytest.LogCaptureFixture) -> None:
+    trained = OnnxEmbedder(use_cache=False)
+    saved = trained.save(Path("."))
+    assert saved["graph_sha256"] == trained.graph_sha256()
+    same = OnnxEmbedder(use_cache=False, expected_graph_sha256=saved["graph_sha256"])
+    with caplog.at_level("WARNING", logger="router.features.onnx"):
+        same.transform(["hello"])
+    assert not caplog.records
+    other = OnnxEmbedder(use_cache=False, expected_graph_sha256="0" * 64)
+    with caplog.at_level("WARNING", logger="router.features.onnx"):
+        other.transform(["hello"])
+    assert "differs from the one this router was trained with" in caplog.text
