@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +60,18 @@ class EmbeddingCache:
         tmp.rename(self.directory / f"shard-{uuid.uuid4().hex}.npz")
         for key, vec in zip(keys, vectors, strict=True):
             self._vectors[key] = vec.astype(np.float32)
+
+    def lookup_or_embed(self, texts: Sequence[str], embed: Callable[[Sequence[str]], np.ndarray],
+                        chunk: int = 2048) -> np.ndarray:
+        """Vectors for `texts`, embedding (and storing) only the ones not cached yet.
+
+        Missing texts go shortest first, which keeps padding waste low within each batch,
+        and are stored chunk by chunk, so an interrupted job keeps what it finished."""
+        found = self.get_many(texts)
+        missing = sorted({t for t, v in zip(texts, found, strict=True) if v is None}, key=len)
+        if missing:
+            for start in range(0, len(missing), chunk):
+                part = missing[start : start + chunk]
+                self.put_many(part, embed(part))
+            found = self.get_many(texts)
+        return np.stack([v for v in found if v is not None]).astype(np.float32)

@@ -251,12 +251,7 @@ class OnnxEmbedder:
     def transform(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
         if self._cache is None:
             return self.encode_uncached(prompts, progress)
-        found = self._cache.get_many(prompts)
-        missing = sorted({p for p, v in zip(prompts, found, strict=True) if v is None})
-        if missing:
-            self._cache.put_many(missing, self.encode_uncached(missing, progress))
-            found = self._cache.get_many(prompts)
-        return np.stack([v for v in found if v is not None]).astype(np.float32)
+        return self._cache.lookup_or_embed(prompts, lambda texts: self.encode_uncached(texts, progress))
 
     def spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": self.model_name, "quantization": self.quantization,

@@ -76,16 +76,7 @@ class SentenceEmbedder:
     def transform(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
         if self._cache is None:
             return self.encode_uncached(prompts, progress)
-        found = self._cache.get_many(prompts)
-        missing = sorted({p for p, v in zip(prompts, found, strict=True) if v is None})
-        if missing:
-            # Longest first keeps padding waste low within each batch.
-            missing.sort(key=len)
-            for start in range(0, len(missing), 2048):
-                chunk = missing[start : start + 2048]
-                self._cache.put_many(chunk, self.encode_uncached(chunk, progress))
-            found = self._cache.get_many(prompts)
-        return np.stack([v for v in found if v is not None]).astype(np.float32)
+        return self._cache.lookup_or_embed(prompts, lambda texts: self.encode_uncached(texts, progress))
 
     def spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": self.model_name, "normalize": True}
