@@ -13,7 +13,12 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from router.artifact import Manifest, library_versions, write_manifest
-from router.features import DEFAULT_FEATURIZER, TOKEN_ID_FEATURIZERS, PromptFeaturizer, build_featurizer
+from router.features import (
+    DEFAULT_FEATURIZER,
+    TOKEN_ID_FEATURIZERS,
+    PromptFeaturizer,
+    build_featurizer,
+)
 from router.features.aux import AUX_SOURCES, CORPORA, aux_key, drop_excluded, fit_aux
 from router.features.task_prior import CLASSIFIER_GRID
 from router.importers.base import Price
@@ -102,7 +107,7 @@ def train_router(
         still = [m for m in matrix.models if m not in price_map]
         if still:
             raise ValueError(f"no price for {still}: pass --prices or give rows cost_usd and token counts")
-    bag_dims = cfg.token_bag_dims if cfg.token_bag != "off" and _token_ids(cfg.featurizer) else 0
+    bag_dims = cfg.token_bag_dims if cfg.token_bag != "off" and cfg.featurizer in TOKEN_ID_FEATURIZERS else 0
     if cfg.token_bag == "on" and not bag_dims:
         raise ValueError(f"token_bag='on' needs one of the featurizers {TOKEN_ID_FEATURIZERS}")
     feat = featurizer or build_featurizer(cfg.featurizer, cfg.embedding_model, token_bag_dims=bag_dims,
@@ -207,10 +212,6 @@ def _fit_aux(feat: PromptFeaturizer, cfg: TrainConfig, exclude_prompts: Sequence
         keys.update(aux_key(t) for t in used)
         report.append({"name": name, "examples": len(used), "excluded": int((~keep).sum()), **info})
     return sorted(keys), report
-
-
-def _token_ids(featurizer: str) -> bool:
-    return featurizer in TOKEN_ID_FEATURIZERS
 
 
 def _cv_score(cv: dict[str, object]) -> float:

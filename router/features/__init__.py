@@ -41,6 +41,7 @@ DEFAULT_FEATURIZER = "minilm-int8"
 ONNX_DEFAULT_MAX_TOKENS = 128
 # Featurizers whose embedder tokenizes with WordPiece ids it exposes: they can carry a token bag.
 TOKEN_ID_FEATURIZERS = ("static", "static-only", "static-proj", *ONNX_FEATURIZERS)
+_TOKEN_ID_EMBEDDERS = (StaticEmbedder, OnnxEmbedder)
 
 
 class Embedder(Protocol):
@@ -75,7 +76,7 @@ class PromptFeaturizer:
         token_bag_dims: int = 0,
         token_bag: TokenBag | None = None,
     ) -> None:
-        if (token_bag_dims or token_bag is not None) and not isinstance(embedder, StaticEmbedder | OnnxEmbedder):
+        if (token_bag_dims or token_bag is not None) and not isinstance(embedder, _TOKEN_ID_EMBEDDERS):
             raise ValueError("the token bag reuses the embedder's WordPiece ids: use a static or ONNX featurizer")
         self.embedder = embedder
         self.text_features = text_features
@@ -100,7 +101,7 @@ class PromptFeaturizer:
         """
         if isinstance(self.embedder, StaticEmbedder):
             self.embedder.fit(prompts)
-        if self.token_bag_dims and isinstance(self.embedder, StaticEmbedder | OnnxEmbedder):
+        if self.token_bag_dims and isinstance(self.embedder, _TOKEN_ID_EMBEDDERS):
             self.token_bag = fit_token_bag(self.embedder.encode(prompts), self.token_bag_dims,
                                            skip=self.embedder.special_ids)
         if self.project_to:
@@ -113,7 +114,7 @@ class PromptFeaturizer:
         self, prompts: Sequence[str], progress: bool = False, token_ids: list[list[int]] | None = None
     ) -> np.ndarray:
         """Embedding and text statistics: the input of the auxiliary regressors."""
-        by_ids = self.embedder if isinstance(self.embedder, StaticEmbedder | OnnxEmbedder) else None
+        by_ids = self.embedder if isinstance(self.embedder, _TOKEN_ID_EMBEDDERS) else None
         # Reuse the ids unless the embedder's disk cache would skip the forward pass anyway.
         if token_ids is not None and by_ids is not None and not (isinstance(by_ids, OnnxEmbedder) and by_ids.cached):
             emb = by_ids.embed_ids(token_ids)
@@ -125,7 +126,7 @@ class PromptFeaturizer:
 
     def transform(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
         ids = None
-        if self.token_bag is not None and isinstance(self.embedder, StaticEmbedder | OnnxEmbedder):
+        if self.token_bag is not None and isinstance(self.embedder, _TOKEN_ID_EMBEDDERS):
             ids = self.embedder.encode(prompts)  # tokenized once for the embedding and the bag
         base = self.transform_base(prompts, progress, token_ids=ids)
         out = base

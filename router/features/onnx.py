@@ -9,6 +9,7 @@ router cache directory, keyed by a hash of the source weights.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -33,6 +34,7 @@ _log = logging.getLogger(__name__)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+@functools.lru_cache(maxsize=8)  # the installed weights do not change while a process runs; reloads skip the hash
 def _weights_digest(model_dir: Path) -> str:
     for name in ("model.safetensors", "pytorch_model.bin"):
         path = model_dir / name
@@ -228,8 +230,8 @@ class OnnxEmbedder:
         return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
 
     def embed_ids(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
-        if len(token_ids) <= 1:
-            return self._run(token_ids) if token_ids else np.zeros((0, self.dim), dtype=np.float32)
+        if not token_ids:
+            return np.zeros((0, self.dim), dtype=np.float32)
         # Batches of similar length waste little on padding.
         order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
         out = np.zeros((len(token_ids), self.dim), dtype=np.float32)
