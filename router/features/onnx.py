@@ -4,7 +4,9 @@ Embedding one cold LLMRouter prompt at a time on 2 cores: torch p50 ~9 ms, ONNX 
 fp32 ~3.3 ms with the same vectors, per-channel dynamic int8 ~1.5-2 ms within cosine ~0.99
 of them (whole routing decisions: bench/RESULTS.md). The ONNX graph is exported once from
 the installed sentence-transformers model (torch is needed only then) and cached under the
-router cache directory, keyed by a hash of the source weights.
+router cache directory, keyed by a hash of the source weights. A container image can ship
+the export instead: graphs in the directory named by ``TTC_ROUTER_ONNX_DIR`` are used as they
+are, so replicas neither export at start nor need a writable cache, and all serve the same bytes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from router.features.sentence import (
 Quantization = Literal["none", "int8"]
 _log = logging.getLogger(__name__)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+PREBUILT_DIR_ENV = "TTC_ROUTER_ONNX_DIR"
 
 
 @functools.lru_cache(maxsize=8)  # the installed weights do not change while a process runs; reloads skip the hash
@@ -107,6 +110,9 @@ def onnx_model_file(model_name: str = DEFAULT_MODEL, quantization: Quantization 
     model_dir = Path(resolve_model_path(model_name))
     _check_mean_pooling(model_dir)
     slug = f"{Path(model_name).name}-{_weights_digest(model_dir)}"
+    prebuilt = os.environ.get(PREBUILT_DIR_ENV)
+    if prebuilt and (Path(prebuilt) / f"{slug}-{quantization}.onnx").exists():
+        return Path(prebuilt) / f"{slug}-{quantization}.onnx"
     folder = (cache_dir or default_cache_dir()) / "onnx"
     target = folder / f"{slug}-{quantization}.onnx"
     if target.exists():
@@ -162,8 +168,9 @@ class OnnxEmbedder:
         self._session: Any = None
         self._graph: Path | None = None
         self.expected_graph_sha256 = expected_graph_sha256
-        suffix = "" if self.max_tokens == window else f"-t{self.max_tokens}"
-        self._cache = EmbeddingCache(f"onnx-{model_name}-{quantization}{suffix}") if use_cache else None
+        self._cache_suffix = "" if self.max_tokens == window else f"-t{self.max_tokens}"
+        self._use_cache = use_cache
+        self._cache: EmbeddingCache | None = None
 
     @property
     def session(self) -> Any:
@@ -200,7 +207,14 @@ class OnnxEmbedder:
 
     @property
     def cached(self) -> bool:
-        return self._cache is not None
+        return self._use_cache
+
+    def _embedding_cache(self) -> EmbeddingCache:
+        # Keyed by the graph's own bytes: new weights or another exporter/quantizer version
+        # must never be served vectors computed by the old graph.
+        if self._cache is None:
+            self._cache = EmbeddingCache(f"onnx-{self.model_name}-{self.graph_sha256()[:16]}{self._cache_suffix}")
+        return self._cache
 
     @property
     def dim(self) -> int:
@@ -251,9 +265,9 @@ class OnnxEmbedder:
                           for i in tqdm(range(0, len(ids), step), desc="onnx embed", unit="chunk")])
 
     def transform(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
-        if self._cache is None:
+        if not self._use_cache:
             return self.encode_uncached(prompts, progress)
-        return self._cache.lookup_or_embed(prompts, lambda texts: self.encode_uncached(texts, progress))
+        return self._embedding_cache().lookup_or_embed(prompts, lambda texts: self.encode_uncached(texts, progress))
 
     def spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": self.model_name, "quantization": self.quantization,

@@ -154,6 +154,17 @@ def test_runtime_environment(instructions: list[Instruction]) -> None:
         assert setting in env
 
 
+def test_runtime_ships_the_onnx_graph_the_builder_exported(instructions: list[Instruction]) -> None:
+    builder, runtime = stages(instructions)[0], stages(instructions)[-1]
+    env = " ".join(i.args for i in runtime if i.keyword == "ENV")
+    shipped = re.search(r"TTC_ROUTER_ONNX_DIR=(\S+)", env)
+    assert shipped, "replicas would each export MiniLM at start"
+    folder = shipped.group(1)
+    assert any(i.keyword == "RUN" and "onnx_model_file" in i.args and f"TTC_ROUTER_CACHE={folder.removesuffix('/onnx')}" in i.args
+               for i in builder), "the builder must export into the directory the runtime reads"
+    assert any(i.keyword == "COPY" and "--from=builder" in i.args and i.args.split()[-1] == folder for i in runtime)
+
+
 def test_local_models_are_an_optional_build_arg(instructions: list[Instruction]) -> None:
     builder = stages(instructions)[0]
     assert any(i.keyword == "ARG" and i.args == "WITH_LOCAL_MODELS=0" for i in builder), "off by default"

@@ -69,6 +69,25 @@ def test_export_is_cached_and_keyed_by_weights(monkeypatch: pytest.MonkeyPatch) 
     assert onnx_model_file(quantization="none").name.endswith("-none.onnx")
 
 
+def test_a_prebuilt_graph_directory_is_used_without_exporting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container image ships the export; replicas with an empty (or read-only) cache use it as is."""
+    exported = onnx_model_file(quantization="int8")
+    shipped = tmp_path / "image"
+    shipped.mkdir()
+    (shipped / exported.name).write_bytes(exported.read_bytes())
+    monkeypatch.setenv("TTC_ROUTER_ONNX_DIR", str(shipped))
+
+    def no_export(*_: object) -> None:
+        raise AssertionError("exported although the image ships the graph")
+
+    monkeypatch.setattr(onnx_mod, "_export_fp32", no_export)
+    monkeypatch.setattr(onnx_mod, "_quantize_int8", no_export)
+    assert onnx_model_file(quantization="int8", cache_dir=tmp_path / "empty-cache") == shipped / exported.name
+    assert not (tmp_path / "empty-cache").exists()
+    with pytest.raises(AssertionError, match="exported"):  # a graph the image does not ship is still exported
+        onnx_model_file(quantization="none", cache_dir=tmp_path / "empty-cache")
+
+
 def test_rejects_models_that_do_not_mean_pool(tmp_path: Path) -> None:
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True,
@@ -149,3 +168,18 @@ def test_serving_warns_when_its_export_differs_from_the_trained_one(caplog: pyte
     with caplog.at_level("WARNING", logger="router.features.onnx"):
         other.transform(["hello"])
     assert "differs from the one this router was trained with" in caplog.text
+
+
+def test_embedding_cache_is_keyed_by_the_graph_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Vectors cached for one export are never served for another (new weights, other quantizer version)."""
+    monkeypatch.setenv("TTC_ROUTER_CACHE", str(tmp_path))
+
+    def embedder(graph_sha: str, vector: float) -> OnnxEmbedder:
+        e = OnnxEmbedder(quantization="int8", use_cache=True)
+        monkeypatch.setattr(e, "graph_sha256", lambda: graph_sha)
+        monkeypatch.setattr(e, "encode_uncached", lambda texts, progress=False: np.full((len(texts), 384), vector, np.float32))
+        return e
+
+    assert embedder("a" * 64, 1.0).transform(["a prompt"])[0, 0] == 1.0
+    assert embedder("a" * 64, 2.0).transform(["a prompt"])[0, 0] == 1.0  # same graph: from the cache
+    assert embedder("b" * 64, 3.0).transform(["a prompt"])[0, 0] == 3.0  # another graph: embedded again
