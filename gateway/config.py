@@ -149,6 +149,9 @@ class StrategiesConfig(_Strict):
     # A stopping-policy table fitted offline (`ttc strategies fit-policy`) for `adaptive`;
     # without one, adaptive stops on vote consistency.
     policy: str | None = None
+    # An escalation model fitted offline (`ttc strategies fit-escalation`) for `cascade`:
+    # P(the cheap model's answer is right), read from the answer. `cascade` needs one.
+    escalation: str | None = None
     # Default generative reward model for `selector: reward` (a configured chat model, asked
     # for a 0-10 grade per candidate); a tenant's `strategy.reward_model` overrides it.
     reward_model: str | None = None

@@ -105,7 +105,6 @@ class GatewayRuntime:
             ledger = old.ledger
             if config.ledger != old.config.ledger:
                 ledger = build_ledger(config.ledger)
-                self._old_ledgers.append(old.ledger)
             router, router_fp = old.router, old.router_fingerprint
             new_fp = artifact_fingerprint(config.router.artifact)
             if config.router.artifact != old.config.router.artifact or new_fp != old.router_fingerprint:
@@ -114,7 +113,16 @@ class GatewayRuntime:
                     router_fp = new_fp
                 except Exception as error:
                     log.error("router artifact reload failed, keeping the previous one: %s", error)
-            self._state = GatewayState.build(config, ledger, self.upstreams, self.metrics, self.inflight, router, router_fp)
+            try:  # the strategy files it names (policy, escalation model) load here
+                state = GatewayState.build(config, ledger, self.upstreams, self.metrics, self.inflight, router, router_fp)
+            except Exception as error:
+                if ledger is not old.ledger:
+                    self._old_ledgers.append(ledger)  # never used; closed with the rest at shutdown
+                log.error("config reload (%s) rejected, keeping the running config: %s", reason, error)
+                return False
+            if ledger is not old.ledger:
+                self._old_ledgers.append(old.ledger)
+            self._state = state
             self._config_fingerprint = self.source.fingerprint()
             log.info("config reloaded (%s): %d models, %d tenants", reason, len(config.models), len(config.tenants))
             return True

@@ -34,6 +34,7 @@ class GatewayState:
     router: Any | None = None  # router.Router, imported lazily (torch is heavy)
     router_fingerprint: str | None = None
     strategy_policy: Any | None = None
+    escalation_model: Any | None = None
     models_by_name: dict[str, ModelConfig] = field(default_factory=dict)
 
     @classmethod
@@ -49,6 +50,7 @@ class GatewayState:
             router=router,
             router_fingerprint=router_fingerprint,
             strategy_policy=load_strategy_policy(config.strategies.policy),
+            escalation_model=load_escalation_model(config.strategies.escalation),
             models_by_name={m.name: m for m in config.models},
         )
 
@@ -119,3 +121,11 @@ def load_strategy_policy(path: str | None) -> Any | None:
     from strategies import load_policy
 
     return load_policy(path)
+
+
+def load_escalation_model(path: str | None) -> Any | None:
+    if not path:
+        return None
+    from strategies import EscalationModel
+
+    return EscalationModel.load(path)

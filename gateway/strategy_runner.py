@@ -235,7 +235,8 @@ class StrategyExecution:
         policy = self.run.state.strategy_policy
         return await run_named(
             self.run.plan.messages, self.spec, generator=self.generator, budget=AccountBudget(self.run.account),
-            model=None, difficulty=difficulty, params=params, difficulty_fn=difficulty_fn, policy=policy, progress=self._on_progress,
+            model=None, difficulty=difficulty, params=params, difficulty_fn=difficulty_fn, policy=policy,
+            escalation=self.run.state.escalation_model, progress=self._on_progress,
         )
 
     def _map_error(self, error: BaseException) -> GatewayError:

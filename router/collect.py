@@ -158,7 +158,7 @@ async def collect(
             return OutcomeRow(
                 prompt=item.prompt, model=model, score=grader(result.text, item.answer), task=item.task,
                 prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                cost_usd=result.cost_usd, id=item.id,
+                cost_usd=result.cost_usd, id=item.id, response=result.text,
             )
 
     try:

@@ -4,11 +4,14 @@ One JSON object per line, one line per (prompt, model) outcome::
 
     {"prompt": str, "model": str, "score": float in [0, 1],
      "task": str?, "prompt_tokens": int?, "completion_tokens": int?,
-     "cost_usd": float?, "id": str?}
+     "cost_usd": float?, "id": str?, "response": str?}
 
 `score` is 1 for a correct answer and 0 for a wrong one; fractional scores
 (F1, BLEU, partial credit) are allowed. Token counts and cost are optional
 because some public sources lack them; `train` then falls back to a price map.
+`response` is the model's answer text, where the source recorded it: routers
+never read it (they decide before any model answers), but a cascade's
+escalation model learns from it whether an answer looks right.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class OutcomeRow(BaseModel):
     completion_tokens: int | None = Field(default=None, ge=0)
     cost_usd: float | None = Field(default=None, ge=0.0)
     id: str | None = None
+    response: str | None = None
 
 
 class OutcomeFileError(ValueError):

@@ -41,15 +41,16 @@ from .base import (
     Verifier,
 )
 from .budget import InMemoryBudget
+from .escalation import EscalationModel, fit_escalation
 from .policy import ConsistencyPolicy, StoppingPolicy, TablePolicy, fit_policy, load_policy
 from .replay import ReplayGenerator, ReplayProblem, ReplaySample, load_replay
 from .runner import STRATEGIES, run_strategy
 from .spec import STRATEGY_NAMES, TTCSpec, TTCSpecError, forced_single_reason, parse_spec
 
 __all__ = [
-    "Budget", "BudgetRefused", "CallRecord", "Completion", "ConsistencyPolicy", "DifficultyFn", "Generator",
+    "Budget", "BudgetRefused", "CallRecord", "Completion", "ConsistencyPolicy", "DifficultyFn", "EscalationModel", "Generator",
     "Hold", "InMemoryBudget", "InsufficientBudget", "ProgressCallback", "ProgressEvent", "ReplayGenerator",
     "ReplayProblem", "ReplaySample", "RewardScorer", "SimpleHold", "STRATEGIES", "STRATEGY_NAMES", "StoppingPolicy",
     "StrategyError", "StrategyInfo", "StrategyResult", "TTCSpec", "TTCSpecError", "TablePolicy", "Usage",
-    "Verifier", "fit_policy", "forced_single_reason", "load_policy", "load_replay", "parse_spec", "run_strategy",
+    "Verifier", "fit_escalation", "fit_policy", "forced_single_reason", "load_policy", "load_replay", "parse_spec", "run_strategy",
 ]

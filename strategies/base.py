@@ -154,6 +154,8 @@ class StrategyResult:
             "calls": [c.as_dict() for c in self.calls],
             "cost_usd": self.cost_usd,
         }
+        if "cascade" in self.meta:  # the client sees why it got the strong model's answer, or not
+            out["cascade"] = self.meta["cascade"]
         if self.budget_exhausted:
             out["budget_exhausted"] = True
             out["message"] = self.budget_message

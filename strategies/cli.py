@@ -213,6 +213,42 @@ def fit_policy_cmd(
     typer.echo(f"threshold={pol.threshold} cells={len(pol.cells)} -> {out}")
 
 
+@app.command("fit-escalation")
+def fit_escalation_cmd(
+    data: Path = typer.Option(..., help="Outcome JSONL (`ttc router import` / `collect`) whose rows carry `response`."),
+    model: str = typer.Option(..., help="The model that answers first; rows of other models are not read."),
+    out: Path = typer.Option(..., help="Escalation model JSON to write (the gateway's `strategies.escalation`)."),
+) -> None:
+    """Fit `cascade`'s escalation model: P(an answer of MODEL is right), read from the answer itself."""
+    import json
+
+    from .escalation import fit_escalation
+
+    prompts, texts, right = [], [], []
+    with data.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if row["model"] == model and row.get("response"):
+                    prompts.append(str(row["prompt"]))
+                    texts.append(str(row["response"]))
+                    right.append(float(row["score"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise typer.BadParameter(f"{data}:{line_no}: not an outcome row ({exc})") from None
+    if not prompts:
+        raise typer.BadParameter(f"no rows of model {model!r} with a `response` in {data}")
+    try:
+        fitted = fit_escalation(prompts, texts, right, model=model)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    fitted.save(out)
+    cv = fitted.cv
+    typer.echo(f"{int(cv['n'])} answers, {cv['base_rate']:.1%} right; out-of-fold AUC {cv['auc']:.3f}, "
+               f"log-loss {cv['log_loss']:.3f} -> {out}")
+
+
 def _sampling(max_tokens: int | None, temperature: float | None, top_p: float | None,
               stop: list[str] | None = None) -> dict:
     out: dict = {}

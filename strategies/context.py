@@ -10,6 +10,7 @@ from .meter import Meter
 from .spec import TTCSpec
 
 if TYPE_CHECKING:
+    from .escalation import EscalationModel
     from .policy import StoppingPolicy
 
 # Request parameters a strategy must not forward to internal calls: it sets
@@ -31,6 +32,7 @@ class RunContext:
     reward_scorer: RewardScorer | None = None
     difficulty_fn: DifficultyFn | None = None
     policy: "StoppingPolicy | None" = None
+    escalation: "EscalationModel | None" = None
 
     def __post_init__(self) -> None:
         self.params = {k: v for k, v in self.params.items() if k not in _NOT_FORWARDED and v is not None}

@@ -20,7 +20,9 @@ from typing import Any
 from .adaptive import run_adaptive
 from .base import Budget, DifficultyFn, Generator, Message, ProgressCallback, RewardScorer, StrategyResult, Verifier
 from .best_of_n import run_best_of_n
+from .cascade import run_cascade
 from .context import RunContext
+from .escalation import EscalationModel
 from .meter import Meter
 from .policy import StoppingPolicy
 from .refine import run_refine
@@ -36,6 +38,7 @@ STRATEGIES: dict[str, StrategyFn] = {
     "refine": run_refine,
     "scale": run_scale,
     "adaptive": run_adaptive,
+    "cascade": run_cascade,
 }
 
 
@@ -52,6 +55,7 @@ async def run_strategy(
     reward_scorer: RewardScorer | None = None,
     difficulty_fn: DifficultyFn | None = None,
     policy: StoppingPolicy | None = None,
+    escalation: EscalationModel | None = None,
     progress: ProgressCallback | None = None,
     forced_single: str | None = None,
 ) -> StrategyResult:
@@ -67,6 +71,7 @@ async def run_strategy(
     ctx = RunContext(
         meter=meter, spec=spec, params=dict(params or {}), model=model, difficulty=difficulty,
         verifier=verifier, reward_scorer=reward_scorer, difficulty_fn=difficulty_fn, policy=policy,
+        escalation=escalation,
     )
     try:
         if forced_single is not None:

@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-StrategyName = Literal["single", "best_of_n", "refine", "scale", "adaptive"]
+StrategyName = Literal["single", "best_of_n", "refine", "scale", "adaptive", "cascade"]
 SelectorName = Literal["majority", "judge", "verifier", "reward"]
-STRATEGY_NAMES: tuple[str, ...] = ("single", "best_of_n", "refine", "scale", "adaptive")
+STRATEGY_NAMES: tuple[str, ...] = ("single", "best_of_n", "refine", "scale", "adaptive", "cascade")
 
 
 class TTCSpecError(ValueError):
@@ -73,6 +73,9 @@ class TTCSpec(BaseModel):
     easy_single_threshold: float = Field(default=0.95, ge=0.0, le=1.0)
     hopeless_threshold: float = Field(default=0.05, ge=0.0, le=1.0)
     stop_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    # cascade: escalate to strong_model when the escalation model's P(cheap answer right) is below this.
+    escalate_below: float = Field(default=0.5, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> "TTCSpec":

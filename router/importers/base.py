@@ -46,7 +46,6 @@ Converter = Callable[[Path], tuple[list[OutcomeRow], dict[str, Price], dict[str,
 def fill_costs(
     rows: Sequence[OutcomeRow],
     prices: dict[str, Price],
-    responses: dict[tuple[str, str], str] | None = None,
 ) -> list[OutcomeRow]:
     """Fill missing token counts and cost.
 
@@ -59,8 +58,7 @@ def fill_costs(
         p_tok = row.prompt_tokens if row.prompt_tokens is not None else count_tokens(row.prompt)
         c_tok = row.completion_tokens
         if c_tok is None:
-            text = (responses or {}).get((row.prompt, row.model))
-            c_tok = count_tokens(text) if text else DEFAULT_COMPLETION_TOKENS
+            c_tok = count_tokens(row.response) if row.response else DEFAULT_COMPLETION_TOKENS
         cost = row.cost_usd
         if cost is None and row.model in prices:
             cost = prices[row.model].cost(p_tok, c_tok)

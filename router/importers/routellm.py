@@ -45,9 +45,7 @@ def _as_score(value: str) -> float | None:
     return None  # missing answer: no outcome row rather than a guessed one
 
 
-def _read_csv(
-    path: Path, task: str, bad: set[str], responses: dict[tuple[str, str], str], dropped: dict[str, int]
-) -> list[OutcomeRow]:
+def _read_csv(path: Path, task: str, bad: set[str], dropped: dict[str, int]) -> list[OutcomeRow]:
     rows: list[OutcomeRow] = []
     with path.open(encoding="utf-8", newline="") as handle:
         for rec in csv.DictReader(handle):
@@ -60,29 +58,25 @@ def _read_csv(
                 if score is None:
                     dropped["missing_score"] = dropped.get("missing_score", 0) + 1
                     continue
-                text = rec.get(f"{model}_response")
-                if text:
-                    responses[(prompt, model)] = text
-                rows.append(OutcomeRow(prompt=prompt, model=model, score=score, task=task))
+                text = rec.get(f"{model}_response") or None
+                rows.append(OutcomeRow(prompt=prompt, model=model, score=score, task=task, response=text))
     return rows
 
 
 def convert_gsm8k(data_dir: Path) -> tuple[list[OutcomeRow], dict[str, Price], dict[str, int]]:
     base = data_dir / "routellm"
     dropped: dict[str, int] = {}
-    responses: dict[tuple[str, str], str] = {}
     bad = _contaminated(base / "gsm8k_contaminated_prompts.jsonl")
-    rows = _read_csv(base / "gsm8k_responses.csv", "gsm8k", bad, responses, dropped)
-    return fill_costs(rows, PRICES, responses), dict(PRICES), dropped
+    rows = _read_csv(base / "gsm8k_responses.csv", "gsm8k", bad, dropped)
+    return fill_costs(rows, PRICES), dict(PRICES), dropped
 
 
 def convert_mmlu(data_dir: Path) -> tuple[list[OutcomeRow], dict[str, Price], dict[str, int]]:
     base = data_dir / "routellm"
     dropped: dict[str, int] = {}
-    responses: dict[tuple[str, str], str] = {}
     bad = _contaminated(base / "mmlu_contaminated_prompts.jsonl")
     rows: list[OutcomeRow] = []
     for path in sorted((base / "mmlu").glob("*.csv")):
         subject = path.stem.removeprefix("mmlu_")
-        rows.extend(_read_csv(path, f"mmlu/{subject}", bad, responses, dropped))
-    return fill_costs(rows, PRICES, responses), dict(PRICES), dropped
+        rows.extend(_read_csv(path, f"mmlu/{subject}", bad, dropped))
+    return fill_costs(rows, PRICES), dict(PRICES), dropped

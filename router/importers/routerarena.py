@@ -67,6 +67,7 @@ def convert(data_dir: Path) -> tuple[list[OutcomeRow], dict[str, Price], dict[st
                         completion_tokens=int(c_tok) if c_tok is not None else None,
                         cost_usd=price.cost(int(p_tok), int(c_tok)) if p_tok is not None and c_tok is not None else None,
                         id=str(rec.get("global_index")) if rec.get("global_index") else None,
+                        response=rec.get("generated_answer") or None,
                     )
                 )
     return fill_costs(rows, prices), prices, dropped

@@ -81,3 +81,30 @@ def test_invalid_config_on_reload_keeps_the_running_one(fake_upstream: ThreadedS
         time.sleep(1.0)
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=OLD_KEY, max_retries=0)
         assert client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}], max_tokens=2).choices
+
+
+async def test_a_bad_escalation_model_on_reload_keeps_the_running_config(fake_upstream: ThreadedServer,
+                                                                       tmp_path: Path) -> None:
+    from gateway.runtime import ConfigSource, GatewayRuntime
+    from strategies.escalation import FEATURES, EscalationModel
+
+    config = base_config(fake_upstream.url, tmp_path)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    runtime = GatewayRuntime(ConfigSource(str(path)))
+    await runtime.start()
+    try:
+        running = runtime.state
+        config["strategies"] = {"escalation": str(tmp_path / "missing.json")}
+        path.write_text(yaml.safe_dump(config))
+        assert await runtime.reload("test") is False
+        assert runtime.state is running
+        width = len(FEATURES)
+        EscalationModel(model="fast", features=list(FEATURES), mean=[0.0] * width, scale=[1.0] * width,
+                        coef=[0.0] * width, intercept=0.0).save(tmp_path / "escalation.json")
+        config["strategies"] = {"escalation": str(tmp_path / "escalation.json")}
+        path.write_text(yaml.safe_dump(config))
+        assert await runtime.reload("test") is True
+        assert runtime.state.escalation_model.model == "fast"
+    finally:
+        await runtime.close()

@@ -146,3 +146,12 @@ def test_reward_selector_without_a_reward_model_is_400_before_any_call(gw: Runni
                                             extra_body={"ttc": {"strategy": "best_of_n", "n": 3, "selector": "reward"}})
     assert "reward model" in info.value.response.json()["error"]["message"]
     assert len(httpx.get(f"{fake_upstream.url}/_requests").json()) == before
+
+
+def test_cascade_without_an_escalation_model_is_400_before_any_call(gw: RunningGateway, fake_upstream: ThreadedServer) -> None:
+    before = len(httpx.get(f"{fake_upstream.url}/_requests").json())
+    with pytest.raises(openai.BadRequestError) as info:
+        gw.client().chat.completions.create(model="fast", messages=MESSAGES, max_tokens=3,
+                                            extra_body={"ttc": {"strategy": "cascade", "strong_model": "private"}})
+    assert "escalation model" in info.value.response.json()["error"]["message"]
+    assert len(httpx.get(f"{fake_upstream.url}/_requests").json()) == before

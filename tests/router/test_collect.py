@@ -72,6 +72,7 @@ async def test_collect_grades_and_records_costs() -> None:
     assert report.failed == 2 and report.calls == 14
     assert fake.max_in_flight <= 3
     assert {r.model: r.score for r in report.rows} == {"big": 1.0, "small": 0.0}
+    assert {r.model: r.response for r in report.rows} == {"big": "#### 4", "small": "#### 5"}
     assert len(report.rows) == 12
     assert report.spent_usd == pytest.approx(6 * 0.011)
     assert all(r.prompt_tokens == 10 and r.completion_tokens == 3 for r in report.rows)

@@ -36,6 +36,9 @@ def test_gsm8k_drops_contaminated_and_counts_response_tokens(tmp_path: Path) -> 
     # Completion tokens come from the recorded responses, so they vary.
     assert len({r.completion_tokens for r in train}) > 20
     assert all(r.cost_usd and r.cost_usd > 0 and r.prompt_tokens for r in train)
+    # The recorded answers travel with the rows (a cascade's escalation model learns from them).
+    assert all(r.response for r in train + test)
+    assert any("####" in (r.response or "") for r in train if r.model.startswith("mistralai/"))
     assert set(read_prices(tmp_path / "prices.json")) == {r.model for r in train}
 
 
@@ -49,6 +52,7 @@ def test_mmlu_dedups_repeated_prompts_and_defaults_to_256(tmp_path: Path) -> Non
     assert len(keys) == len(set(keys))
     assert {r.completion_tokens for r in train} == {DEFAULT_COMPLETION_TOKENS}
     assert all(r.task and r.task.startswith("mmlu/") for r in train)
+    assert not any(r.response for r in train)
 
 
 def test_llmrouter_joins_tasks_and_prices(tmp_path: Path) -> None:
@@ -72,6 +76,8 @@ def test_routerarena_uses_recorded_tokens(tmp_path: Path) -> None:
     match = [r for r in train + test if r.prompt == first["question"] and r.model == "gemini-2.0-flash-001"]
     if match:
         assert match[0].completion_tokens == first["token_usage"]["output_tokens"]
+        assert match[0].response == first["generated_answer"]
+    assert sum(bool(r.response) for r in train + test) > 0.9 * len(train + test)
     assert all(0.0 <= r.score <= 1.0 for r in train + test)
     assert {r.model for r in train} == {"claude-3-haiku-20240307", "gemini-2.0-flash-001"}
 

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -64,3 +65,32 @@ def test_fit_policy_command(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text())["kind"] == "value"
     assert type(load_policy(out)).__name__ == "ValuePolicy"  # what the gateway loads from strategies.policy
+
+
+def unboxed(output: str) -> str:
+    """Typer's error box wraps long messages anywhere: compare without whitespace and box drawing."""
+    return re.sub(r"[\s│╭╮╰╯─]+", "", output)
+
+
+def test_fit_escalation_reads_outcome_rows_and_refuses_bad_input(tmp_path: Path) -> None:
+    from strategies.escalation import EscalationModel
+
+    rows = [{"prompt": f"Tom has {i} apples and buys 4 more. How many?", "model": "small",
+             "response": f"{i} + 4 = {i + 4}\n#### {i + 4}" if i % 2 else f"{i} * 4 = 1\n#### 1", "score": float(i % 2)}
+            for i in range(40)]
+    rows += [{"prompt": "other", "model": "big", "response": "#### 1", "score": 1.0},  # another model: not read
+             {"prompt": "no answer kept", "model": "small", "score": 0.0}]  # no response: not read
+    data, out = tmp_path / "rows.jsonl", tmp_path / "e.json"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = RUNNER.invoke(app, ["fit-escalation", "--data", str(data), "--model", "small", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "40 answers, 50.0% right" in res.output
+    model = EscalationModel.load(out)
+    assert model.model == "small" and model.cv["n"] == 40
+    assert model.p_right("Tom has 3 apples and buys 4 more. How many?", "3 + 4 = 7\n#### 7") > 0.5
+
+    res = RUNNER.invoke(app, ["fit-escalation", "--data", str(data), "--model", "nobody", "--out", str(out)])
+    assert res.exit_code == 2 and "norowsofmodel'nobody'" in unboxed(res.output)
+    data.write_text('{"prompt": "x", "model": "small"\n')
+    res = RUNNER.invoke(app, ["fit-escalation", "--data", str(data), "--model", "small", "--out", str(out)])
+    assert res.exit_code == 2 and "rows.jsonl:1:notanoutcomerow" in unboxed(res.output)

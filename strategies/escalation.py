@@ -1,0 +1,165 @@
+"""Will this answer be right? The escalation model of the `cascade` strategy.
+
+A router decides before any model has answered, from the prompt alone. A
+cascade asks the cheap model first and pays for the strong one only when the
+cheap answer looks wrong. What an answer shows without an answer key:
+
+* its worked arithmetic (:mod:`strategies.arith_check`): every step right and
+  built from the prompt's numbers, ending in the answer (``ok``), a step that
+  fails (``bad``), or no step at all (``none``);
+* its shape: length, lines, calculator annotations, a final ``#### n`` line,
+  whether the answer is a whole number, negative, or just repeats a number the
+  prompt states, and hedging ("however", "round", "assume", "cannot");
+* optionally, the router's prior for the prompt: the predicted probability that
+  the cheap model answers it right (`difficulty`), as a logit.
+
+:class:`EscalationModel` is a standardized logistic regression over those
+features, fitted on recorded answers of one model (outcome rows with a
+``response``: `ttc strategies fit-escalation`). Serving needs only numpy and the
+JSON it is saved as. On RouteLLM GSM8K (Mixtral's recorded answers) it lifts a
+cascade well above what the prompt alone supports (bench/router_cascade.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .arith_check import as_number, check_arithmetic, stated_numbers
+from .extractors import extract_final_number
+
+FORMAT_VERSION = 1
+FEATURES: tuple[str, ...] = (
+    "check_ok", "check_bad", "check_none", "log_chars", "log_lines", "log_calc_steps", "final_marker",
+    "whole_number", "negative", "echoes_prompt_number", "log_hedges",
+)
+PRIOR_FEATURE = "prior_logit"
+_HEDGES = re.compile(r"\b(however|but|approximately|round(?:ed|ing)?|assum(?:e|ing)|cannot|can't|not possible)\b",
+                     re.IGNORECASE)
+# C for the logistic fit, chosen by cross-validated log-loss on the training answers.
+C_GRID: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
+
+
+def answer_features(prompt: str, text: str) -> list[float]:
+    """The answer-shape features of `text` as an answer to `prompt`, in :data:`FEATURES` order."""
+    answer = extract_final_number(text)
+    check = check_arithmetic(prompt, text, answer)
+    value = as_number(answer)
+    return [
+        float(check == "ok"), float(check == "bad"), float(check == "none"),
+        math.log1p(len(text)), math.log1p(text.count("\n")), math.log1p(text.count("<<")),
+        float("####" in text),
+        float(value is not None and value == int(value)),
+        float(value is not None and value < 0),
+        float(value is not None and value in stated_numbers(prompt)),
+        math.log1p(len(_HEDGES.findall(text))),
+    ]
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return math.log(p / (1 - p))
+
+
+@dataclass(frozen=True)
+class EscalationModel:
+    """P(an answer of `model` is right | the answer, and optionally the router's prior)."""
+
+    model: str
+    features: list[str]
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    # Used when the model was fitted with priors but a request comes without one.
+    default_prior: float | None = None
+    cv: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def uses_prior(self) -> bool:
+        return PRIOR_FEATURE in self.features
+
+    def _row(self, prompt: str, text: str, prior: float | None) -> np.ndarray:
+        row = answer_features(prompt, text)
+        if self.uses_prior:
+            fallback = self.default_prior if self.default_prior is not None else 0.5
+            row.append(_logit(prior if prior is not None else fallback))
+        return (np.asarray(row) - np.asarray(self.mean)) / np.asarray(self.scale)
+
+    def p_right(self, prompt: str, text: str, prior: float | None = None) -> float:
+        z = float(self._row(prompt, text, prior) @ np.asarray(self.coef) + self.intercept)
+        return 1.0 / (1.0 + math.exp(-z))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": "ttc-escalation", "version": FORMAT_VERSION, **asdict(self)}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=2), encoding="utf-8")
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> EscalationModel:
+        if obj.get("format") != "ttc-escalation" or obj.get("version") != FORMAT_VERSION:
+            raise ValueError(f"not a ttc-escalation v{FORMAT_VERSION} file (format={obj.get('format')!r}, "
+                             f"version={obj.get('version')!r})")
+        fields = {k: obj[k] for k in ("model", "features", "mean", "scale", "coef", "intercept")}
+        model = cls(**fields, default_prior=obj.get("default_prior"), cv=dict(obj.get("cv") or {}))
+        known = [*FEATURES, PRIOR_FEATURE]
+        if model.features[: len(FEATURES)] != list(FEATURES) or not set(model.features) <= set(known):
+            raise ValueError(f"escalation model features {model.features} do not match this version's {known}")
+        if not len(model.mean) == len(model.scale) == len(model.coef) == len(model.features):
+            raise ValueError("escalation model arrays disagree in length")
+        return model
+
+    @classmethod
+    def load(cls, path: str | Path) -> EscalationModel:
+        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def fit_escalation(
+    prompts: Sequence[str], texts: Sequence[str], right: ArrayLike, *, model: str,
+    priors: ArrayLike | None = None, folds: int = 5, seed: int = 0,
+) -> EscalationModel:
+    """Fit on recorded answers of one model: `right[i]` >= 0.5 when `texts[i]` answered `prompts[i]` correctly.
+
+    `priors`, when given, are the router's P(right) for each prompt; they must be
+    out-of-sample (e.g. out-of-fold), or the fit will lean on them too much.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss, roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    y = np.asarray(right, float) >= 0.5
+    prior_values = None if priors is None else np.asarray(priors, float)
+    if not len(prompts) == len(texts) == len(y) or (prior_values is not None and len(prior_values) != len(y)):
+        raise ValueError("prompts, texts, right (and priors) must have one entry per answer")
+    if y.all() or not y.any() or min(y.sum(), (~y).sum()) < folds:
+        raise ValueError(f"need at least {folds} right and {folds} wrong answers to fit (got {int(y.sum())} right "
+                         f"of {len(y)})")
+    x = np.array([answer_features(p, t) for p, t in zip(prompts, texts, strict=True)], dtype=float)
+    names = list(FEATURES)
+    if prior_values is not None:
+        x = np.hstack([x, np.array([[_logit(float(p))] for p in prior_values])])
+        names.append(PRIOR_FEATURE)
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0  # a constant feature carries no signal; keep it inert
+    z = (x - mean) / scale
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    trials = [(float(log_loss(y, oof)), c, oof) for c in C_GRID
+              for oof in [cross_val_predict(LogisticRegression(C=c, max_iter=5000), z, y, cv=splitter,
+                                            method="predict_proba")[:, 1]]]
+    loss, c, oof = min(trials, key=lambda t: t[0])
+    fitted = LogisticRegression(C=c, max_iter=5000).fit(z, y)
+    cv = {"n": float(len(y)), "base_rate": float(y.mean()), "C": c, "log_loss": loss, "auc": float(roc_auc_score(y, oof))}
+    return EscalationModel(
+        model=model, features=names, mean=mean.tolist(), scale=scale.tolist(), coef=fitted.coef_[0].tolist(),
+        intercept=float(fitted.intercept_[0]),
+        default_prior=float(np.mean(prior_values)) if prior_values is not None else None, cv=cv,
+    )
