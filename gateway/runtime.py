@@ -17,7 +17,7 @@ from gateway.accounting import budget_scope
 from gateway.inflight import InFlight
 from gateway.ledger import Ledger, LedgerUnavailable, make_ledger
 from gateway.metrics import Metrics
-from gateway.state import GatewayState, artifact_fingerprint, load_router
+from gateway.state import GatewayState, artifact_fingerprint, load_router, load_strategy_files
 from gateway.upstream import Upstreams
 
 log = logging.getLogger("ttc.runtime")
@@ -60,6 +60,7 @@ class GatewayRuntime:
         self.inflight = InFlight()
         self._state: GatewayState | None = None
         self._config_fingerprint: str | None = None
+        self._rejected_fingerprint: str | None = None
         self._old_ledgers: list[Ledger] = []
         self._reload_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
@@ -97,14 +98,19 @@ class GatewayRuntime:
         """Build a new state from the source; keep the old one if the new config is invalid."""
         async with self._reload_lock:
             old = self.state
+            fingerprint = self.source.fingerprint()
             try:
                 config = self.source.load()
+                # The strategy files first: a bad one rejects the edit before a ledger or router is built.
+                strategy_files = load_strategy_files(config)
             except Exception as error:  # a bad edit must not take a running gateway down
+                self._rejected_fingerprint = fingerprint  # the watcher waits for the next edit
                 log.error("config reload (%s) rejected, keeping the running config: %s", reason, error)
                 return False
             ledger = old.ledger
             if config.ledger != old.config.ledger:
                 ledger = build_ledger(config.ledger)
+                self._old_ledgers.append(old.ledger)
             router, router_fp = old.router, old.router_fingerprint
             new_fp = artifact_fingerprint(config.router.artifact)
             if config.router.artifact != old.config.router.artifact or new_fp != old.router_fingerprint:
@@ -113,17 +119,9 @@ class GatewayRuntime:
                     router_fp = new_fp
                 except Exception as error:
                     log.error("router artifact reload failed, keeping the previous one: %s", error)
-            try:  # the strategy files it names (policy, escalation model) load here
-                state = GatewayState.build(config, ledger, self.upstreams, self.metrics, self.inflight, router, router_fp)
-            except Exception as error:
-                if ledger is not old.ledger:
-                    self._old_ledgers.append(ledger)  # never used; closed with the rest at shutdown
-                log.error("config reload (%s) rejected, keeping the running config: %s", reason, error)
-                return False
-            if ledger is not old.ledger:
-                self._old_ledgers.append(old.ledger)
-            self._state = state
-            self._config_fingerprint = self.source.fingerprint()
+            self._state = GatewayState.build(config, ledger, self.upstreams, self.metrics, self.inflight, router, router_fp,
+                                             strategy_files)
+            self._config_fingerprint = fingerprint
             log.info("config reloaded (%s): %d models, %d tenants", reason, len(config.models), len(config.tenants))
             return True
 
@@ -134,7 +132,8 @@ class GatewayRuntime:
             await asyncio.sleep(interval_s)
             try:
                 state = self.state
-                config_changed = self.source.fingerprint() != self._config_fingerprint
+                fingerprint = self.source.fingerprint()
+                config_changed = fingerprint not in (self._config_fingerprint, self._rejected_fingerprint)
                 router_changed = artifact_fingerprint(state.config.router.artifact) != state.router_fingerprint
                 if config_changed or router_changed:
                     await self.reload("file changed" if config_changed else "router artifact changed")

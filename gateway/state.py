@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.auth import KeyIndex
 from gateway.config import GatewayConfig, ModelConfig, TenantConfig
@@ -39,7 +39,9 @@ class GatewayState:
 
     @classmethod
     def build(cls, config: GatewayConfig, ledger: Ledger, upstreams: Upstreams, metrics: Metrics, inflight: InFlight,
-              router: Any | None = None, router_fingerprint: str | None = None) -> GatewayState:
+              router: Any | None = None, router_fingerprint: str | None = None,
+              strategy_files: StrategyFiles | None = None) -> GatewayState:
+        files = strategy_files or load_strategy_files(config)
         return cls(
             config=config,
             keys=KeyIndex(config),
@@ -49,8 +51,8 @@ class GatewayState:
             inflight=inflight,
             router=router,
             router_fingerprint=router_fingerprint,
-            strategy_policy=load_strategy_policy(config.strategies.policy),
-            escalation_model=load_escalation_model(config.strategies.escalation),
+            strategy_policy=files.policy,
+            escalation_model=files.escalation,
             models_by_name={m.name: m for m in config.models},
         )
 
@@ -113,6 +115,18 @@ def load_router(path: str | None) -> Any | None:
     limit_blas_threads(int(os.environ["TTC_ROUTER_THREADS"]))
     log.info("loaded router artifact %s (version %s)", path, getattr(router, "version", "?"))
     return router
+
+
+class StrategyFiles(NamedTuple):
+    """The fitted files the strategies read (adaptive's policy, cascade's escalation model)."""
+
+    policy: Any | None
+    escalation: Any | None
+
+
+def load_strategy_files(config: GatewayConfig) -> StrategyFiles:
+    return StrategyFiles(load_strategy_policy(config.strategies.policy),
+                         load_escalation_model(config.strategies.escalation))
 
 
 def load_strategy_policy(path: str | None) -> Any | None:

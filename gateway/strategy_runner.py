@@ -170,7 +170,30 @@ def strategy_spec(run: ChatRun, request: ChatCompletionRequest, name: str) -> An
         raise invalid_request(str(error), param="ttc") from None
     if spec.selector == "reward":
         _check_reward_model(run, spec.reward_model)
+    if spec.strategy == "cascade":
+        _check_cascade(run, spec)
     return spec
+
+
+def _check_cascade(run: ChatRun, spec: Any) -> None:
+    """Refuse a cascade before its draft is paid for when it could only fail, or would grade
+    answers of a model its escalation model never saw."""
+    escalation = run.state.escalation_model
+    if escalation is None:
+        raise invalid_request("strategy 'cascade' needs an escalation model: set strategies.escalation in the config "
+                              "to a file written by `ttc strategies fit-escalation`", param="ttc")
+    if spec.strong_model is None:
+        raise invalid_request("strategy 'cascade' needs ttc.strong_model, the model to escalate to",
+                              param="ttc.strong_model")
+    generator = GatewayGenerator.for_run(run)
+    strong = generator.model(spec.strong_model)  # unknown, not allowed or not chat: 404 model_not_found
+    first = generator.model(spec.cheap_model) if spec.cheap_model else run.plan.model
+    if escalation.model not in {first.name, first.router_name}:
+        raise invalid_request(f"the escalation model was fitted on answers of {escalation.model!r}, but {first.name!r} "
+                              f"would answer first: set ttc.cheap_model to {escalation.model!r}, or fit one for "
+                              f"{first.name!r}", param="ttc.cheap_model")
+    if strong.name == first.name:
+        raise invalid_request("ttc.strong_model must differ from the model that answers first", param="ttc.strong_model")
 
 
 def _check_reward_model(run: ChatRun, name: str | None) -> None:

@@ -135,6 +135,8 @@ class StrategyResult:
     # never settled above the reservation; this makes the gap visible.
     unreserved_cost_usd: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    # Client-visible details, merged into the response's `ttc` object (e.g. `cascade`'s decision).
+    report: dict[str, Any] = field(default_factory=dict)
 
     @property
     def usage(self) -> Usage:
@@ -154,8 +156,7 @@ class StrategyResult:
             "calls": [c.as_dict() for c in self.calls],
             "cost_usd": self.cost_usd,
         }
-        if "cascade" in self.meta:  # the client sees why it got the strong model's answer, or not
-            out["cascade"] = self.meta["cascade"]
+        out.update(self.report)
         if self.budget_exhausted:
             out["budget_exhausted"] = True
             out["message"] = self.budget_message

@@ -96,6 +96,10 @@ def eval_cmd(
         spec = TTCSpec(strategy=strategy, n=n, selector=selector, extractor=extractor, **extra)  # type: ignore[arg-type]
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if strategy == "cascade":
+        # Replay files hold one model's samples, and live eval has no escalation model to load.
+        raise typer.BadParameter("cascade is evaluated on recorded answers of two models by bench/router_cascade.py, "
+                                 "and served by the gateway (strategies.escalation)")
     if live:
         from .live import evaluate_live, load_prompts, load_shots
 

@@ -35,6 +35,7 @@ async def finish(
     answer: str | None = None,
     exhausted: bool = False,
     meta: dict[str, Any] | None = None,
+    report: dict[str, Any] | None = None,
 ) -> StrategyResult:
     """Settle the ledger first (releasing any unused reservation), then
     announce the final answer, then build the result."""
@@ -52,4 +53,5 @@ async def finish(
         reserved_usd=ctx.meter.reserved_total,
         unreserved_cost_usd=ctx.meter.unreserved_cost_usd,
         meta=meta or {},
+        report=report or {},
     )

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .arith_check import as_number, check_arithmetic, stated_numbers
+from .arith_check import as_number, check_arithmetic
 from .extractors import extract_final_number
+from .reliability import prompt_numbers
 
 FORMAT_VERSION = 1
 FEATURES: tuple[str, ...] = (
@@ -53,13 +54,15 @@ def answer_features(prompt: str, text: str) -> list[float]:
     answer = extract_final_number(text)
     check = check_arithmetic(prompt, text, answer)
     value = as_number(answer)
+    if value is not None and not math.isfinite(value):
+        value = None  # 400 looping digits parse to inf: not a number any feature can use
     return [
         float(check == "ok"), float(check == "bad"), float(check == "none"),
         math.log1p(len(text)), math.log1p(text.count("\n")), math.log1p(text.count("<<")),
         float("####" in text),
-        float(value is not None and value == int(value)),
+        float(value is not None and value.is_integer()),
         float(value is not None and value < 0),
-        float(value is not None and value in stated_numbers(prompt)),
+        float(value is not None and value in prompt_numbers(prompt)),
         math.log1p(len(_HEDGES.findall(text))),
     ]
 
@@ -96,6 +99,8 @@ class EscalationModel:
 
     def p_right(self, prompt: str, text: str, prior: float | None = None) -> float:
         z = float(self._row(prompt, text, prior) @ np.asarray(self.coef) + self.intercept)
+        # An answer far outside the training range can push z past exp's range; the sign decides.
+        z = min(max(z, -500.0), 500.0)
         return 1.0 / (1.0 + math.exp(-z))
 
     def to_json(self) -> dict[str, Any]:
@@ -106,17 +111,27 @@ class EscalationModel:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> EscalationModel:
+        """Validate everything serving relies on, so a bad file fails at load, never mid-request."""
         if obj.get("format") != "ttc-escalation" or obj.get("version") != FORMAT_VERSION:
             raise ValueError(f"not a ttc-escalation v{FORMAT_VERSION} file (format={obj.get('format')!r}, "
                              f"version={obj.get('version')!r})")
-        fields = {k: obj[k] for k in ("model", "features", "mean", "scale", "coef", "intercept")}
-        model = cls(**fields, default_prior=obj.get("default_prior"), cv=dict(obj.get("cv") or {}))
-        known = [*FEATURES, PRIOR_FEATURE]
-        if model.features[: len(FEATURES)] != list(FEATURES) or not set(model.features) <= set(known):
-            raise ValueError(f"escalation model features {model.features} do not match this version's {known}")
-        if not len(model.mean) == len(model.scale) == len(model.coef) == len(model.features):
-            raise ValueError("escalation model arrays disagree in length")
-        return model
+        missing = [k for k in ("model", "features", "mean", "scale", "coef", "intercept") if k not in obj]
+        if missing:
+            raise ValueError(f"escalation model file lacks {missing}")
+        layouts = (list(FEATURES), [*FEATURES, PRIOR_FEATURE])
+        if obj["features"] not in layouts:
+            raise ValueError(f"escalation model features {obj['features']} are not this version's {layouts[0]} "
+                             f"(optionally + {PRIOR_FEATURE!r})")
+        width = len(obj["features"])
+        arrays = {k: np.asarray(obj[k], dtype=float) for k in ("mean", "scale", "coef")}
+        if any(a.shape != (width,) for a in arrays.values()):
+            raise ValueError(f"escalation model mean, scale and coef must each hold {width} numbers")
+        numbers = [*arrays.values(), np.asarray([obj["intercept"], obj.get("default_prior") or 0.5], dtype=float)]
+        if not all(np.isfinite(a).all() for a in numbers) or (arrays["scale"] <= 0).any():
+            raise ValueError("escalation model numbers must be finite, and every scale positive")
+        return cls(model=str(obj["model"]), features=list(obj["features"]), mean=arrays["mean"].tolist(),
+                   scale=arrays["scale"].tolist(), coef=arrays["coef"].tolist(), intercept=float(obj["intercept"]),
+                   default_prior=obj.get("default_prior"), cv=dict(obj.get("cv") or {}))
 
     @classmethod
     def load(cls, path: str | Path) -> EscalationModel:
@@ -134,15 +149,15 @@ def fit_escalation(
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss, roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
     y = np.asarray(right, float) >= 0.5
     prior_values = None if priors is None else np.asarray(priors, float)
     if not len(prompts) == len(texts) == len(y) or (prior_values is not None and len(prior_values) != len(y)):
         raise ValueError("prompts, texts, right (and priors) must have one entry per answer")
-    if y.all() or not y.any() or min(y.sum(), (~y).sum()) < folds:
-        raise ValueError(f"need at least {folds} right and {folds} wrong answers to fit (got {int(y.sum())} right "
-                         f"of {len(y)})")
+    if y.all() or not y.any() or min(y.sum(), (~y).sum()) < folds or len(set(prompts)) < folds:
+        raise ValueError(f"need at least {folds} right and {folds} wrong answers, to {folds} or more prompts, to fit "
+                         f"(got {int(y.sum())} right of {len(y)}, {len(set(prompts))} prompts)")
     x = np.array([answer_features(p, t) for p, t in zip(prompts, texts, strict=True)], dtype=float)
     names = list(FEATURES)
     if prior_values is not None:
@@ -151,10 +166,12 @@ def fit_escalation(
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0  # a constant feature carries no signal; keep it inert
     z = (x - mean) / scale
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    # Several answers to one prompt (samples) stay in one fold, or CV would grade on seen prompts.
+    splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    groups = np.unique(np.asarray(prompts, dtype=object), return_inverse=True)[1]
     trials = [(float(log_loss(y, oof)), c, oof) for c in C_GRID
-              for oof in [cross_val_predict(LogisticRegression(C=c, max_iter=5000), z, y, cv=splitter,
-                                            method="predict_proba")[:, 1]]]
+              for oof in [cross_val_predict(LogisticRegression(C=c, max_iter=5000), z, y, groups=groups,
+                                            cv=splitter, method="predict_proba")[:, 1]]]
     loss, c, oof = min(trials, key=lambda t: t[0])
     fitted = LogisticRegression(C=c, max_iter=5000).fit(z, y)
     cv = {"n": float(len(y)), "base_rate": float(y.mean()), "C": c, "log_loss": loss, "auc": float(roc_auc_score(y, oof))}

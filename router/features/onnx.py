@@ -167,6 +167,7 @@ class OnnxEmbedder:
         self._pad_id = int(self._tok.token_to_id("[PAD]") or 0)
         self._session: Any = None
         self._graph: Path | None = None
+        self._graph_sha256: str | None = None
         self.expected_graph_sha256 = expected_graph_sha256
         self._cache_suffix = "" if self.max_tokens == window else f"-t{self.max_tokens}"
         self._use_cache = use_cache
@@ -193,7 +194,9 @@ class OnnxEmbedder:
         return self._graph
 
     def graph_sha256(self) -> str:
-        return hashlib.sha256(self.graph_file.read_bytes()).hexdigest()
+        if self._graph_sha256 is None:  # read by the graph check and the cache key: hash the 23 MB once
+            self._graph_sha256 = hashlib.sha256(self.graph_file.read_bytes()).hexdigest()
+        return self._graph_sha256
 
     def _check_graph(self) -> None:
         """Warn when this machine's export differs from the one the artifact was trained with.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
@@ -83,8 +84,8 @@ def test_invalid_config_on_reload_keeps_the_running_one(fake_upstream: ThreadedS
         assert client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}], max_tokens=2).choices
 
 
-async def test_a_bad_escalation_model_on_reload_keeps_the_running_config(fake_upstream: ThreadedServer,
-                                                                       tmp_path: Path) -> None:
+async def test_a_bad_escalation_model_on_reload_keeps_the_running_config(
+        fake_upstream: ThreadedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from gateway.runtime import ConfigSource, GatewayRuntime
     from strategies.escalation import FEATURES, EscalationModel
 
@@ -99,6 +100,22 @@ async def test_a_bad_escalation_model_on_reload_keeps_the_running_config(fake_up
         path.write_text(yaml.safe_dump(config))
         assert await runtime.reload("test") is False
         assert runtime.state is running
+        # The watcher does not retry a rejected edit every interval: it waits for the next one.
+        reloads: list[str] = []
+
+        async def counted_reload(reason: str = "SIGHUP") -> bool:
+            reloads.append(reason)
+            return False
+
+        monkeypatch.setattr(runtime, "reload", counted_reload)
+        watcher = asyncio.create_task(runtime._watch(0.01))
+        await asyncio.sleep(0.2)
+        assert reloads == []
+        path.write_text(yaml.safe_dump({**config, "strategies": {}}))
+        await asyncio.sleep(0.2)
+        watcher.cancel()
+        assert reloads and reloads[0] == "file changed"
+        monkeypatch.undo()
         width = len(FEATURES)
         EscalationModel(model="fast", features=list(FEATURES), mean=[0.0] * width, scale=[1.0] * width,
                         coef=[0.0] * width, intercept=0.0).save(tmp_path / "escalation.json")

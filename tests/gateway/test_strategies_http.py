@@ -155,3 +155,44 @@ def test_cascade_without_an_escalation_model_is_400_before_any_call(gw: RunningG
                                             extra_body={"ttc": {"strategy": "cascade", "strong_model": "private"}})
     assert "escalation model" in info.value.response.json()["error"]["message"]
     assert len(httpx.get(f"{fake_upstream.url}/_requests").json()) == before
+
+
+@pytest.fixture
+def cascade_gw(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path) -> RunningGateway:
+    from strategies.escalation import FEATURES, EscalationModel
+
+    width = len(FEATURES)  # an uninformative model: P(right) = 0.5 for every answer
+    EscalationModel(model="fast", features=list(FEATURES), mean=[0.0] * width, scale=[1.0] * width,
+                    coef=[0.0] * width, intercept=0.0).save(tmp_path / "escalation.json")
+    config = base_config(fake_upstream.url, tmp_path)
+    config["tenants"][0]["allowed_models"] = ["fast", "via-litellm"]
+    config["strategies"] = {"escalation": str(tmp_path / "escalation.json")}
+    return start_gateway(config)
+
+
+@pytest.mark.parametrize(("ttc", "status", "message"), [
+    ({"strong_model": "nope"}, 404, "nope"),
+    ({"strong_model": "private"}, 404, "private"),  # configured, but not allowed for this tenant
+    ({}, 400, "needs ttc.strong_model"),
+    ({"strong_model": "fast"}, 400, "must differ"),
+    ({"strong_model": "fast", "cheap_model": "via-litellm"}, 400, "fitted on answers of 'fast'"),
+])
+def test_a_cascade_that_could_only_fail_is_refused_before_any_call(
+        cascade_gw: RunningGateway, fake_upstream: ThreadedServer, ttc: dict[str, Any], status: int, message: str) -> None:
+    before = len(httpx.get(f"{fake_upstream.url}/_requests").json())
+    with pytest.raises(openai.APIStatusError) as info:
+        cascade_gw.client().chat.completions.create(model="fast", messages=MESSAGES, max_tokens=3,
+                                                    extra_body={"ttc": {"strategy": "cascade", **ttc}})
+    assert info.value.status_code == status and message in info.value.response.json()["error"]["message"]
+    assert len(httpx.get(f"{fake_upstream.url}/_requests").json()) == before
+
+
+def test_a_cascade_runs_through_the_gateway_and_reports_its_decision(cascade_gw: RunningGateway) -> None:
+    for threshold, calls in ((0.5, ["fast"]), (0.51, ["fast", "via-litellm"])):  # P(right) is exactly 0.5
+        body = cascade_gw.client().chat.completions.create(
+            model="fast", messages=MESSAGES, max_tokens=3,
+            extra_body={"ttc": {"strategy": "cascade", "strong_model": "via-litellm", "escalate_below": threshold}})
+        ttc = body.model_extra["ttc"]
+        assert [c["model"] for c in ttc["calls"]] == calls
+        assert ttc["cascade"] == {"first_model": "fast", "p_right": 0.5, "escalate_below": threshold,
+                                  "escalation_fitted_on": "fast", "escalated": len(calls) == 2}

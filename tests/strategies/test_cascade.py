@@ -51,7 +51,12 @@ def synthetic(n: int = 200, seed: int = 0) -> tuple[list[str], list[str], list[f
         looks_right = rng.random() < 0.5
         texts.append(RIGHT if looks_right else WRONG)
         right.append(float(rng.random() < (0.8 if looks_right else 0.2)))
-    return [PROMPT] * n, texts, right
+    return [f"{PROMPT} Case {case(i)}." for i in range(n)], texts, right
+
+
+def case(i: int) -> str:
+    """A distinct tag per prompt without adding numbers to it."""
+    return "".join(chr(ord("a") + int(d)) for d in str(i))
 
 
 def fitted(priors: list[float] | None = None) -> EscalationModel:
@@ -82,15 +87,41 @@ def test_prior_is_a_feature_when_fitted_with_one() -> None:
 def test_fit_and_load_refuse_what_they_cannot_use(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="right and"):
         fit_escalation([PROMPT] * 20, [RIGHT] * 20, [1.0] * 20, model="small")
+    with pytest.raises(ValueError, match="or more prompts"):  # 40 answers but only 2 prompts: no 5 folds
+        fit_escalation([PROMPT, PROMPT + "?"] * 20, [RIGHT, WRONG] * 20, [1.0, 0.0] * 20, model="small")
     with pytest.raises(ValueError, match="one entry per answer"):
         fit_escalation([PROMPT] * 3, [RIGHT] * 2, [1.0] * 3, model="small")
     obj = fitted().to_json()
     (tmp_path / "bad.json").write_text(json.dumps({**obj, "version": 99}))
     with pytest.raises(ValueError, match="ttc-escalation v1"):
         EscalationModel.load(tmp_path / "bad.json")
-    (tmp_path / "bad.json").write_text(json.dumps({**obj, "features": ["check_ok"]}))
-    with pytest.raises(ValueError, match="do not match"):
+    width = len(FEATURES)
+    doubled = [*FEATURES, "prior_logit", "prior_logit"]
+    bad_files = {
+        "are not this version's": {**obj, "features": ["check_ok"]},
+        "are not this version": {**obj, "features": doubled, "mean": [0.0] * (width + 2), "scale": [1.0] * (width + 2),
+                                  "coef": [0.0] * (width + 2)},
+        "must each hold": {**obj, "coef": [0.0] * (width - 1)},
+        "finite, and every scale positive": {**obj, "scale": [0.0] * width},
+        "lacks \\['coef'\\]": {k: v for k, v in obj.items() if k != "coef"},
+    }
+    for message, bad in bad_files.items():
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=message):
+            EscalationModel.load(tmp_path / "bad.json")
+    (tmp_path / "bad.json").write_text(json.dumps({**obj, "intercept": float("nan")}))
+    with pytest.raises(ValueError, match="finite"):
         EscalationModel.load(tmp_path / "bad.json")
+
+
+def test_extreme_answers_are_scored_not_crashed_on() -> None:
+    model = fitted()
+    looping = "The answer is " + "9" * 400  # parses to inf
+    assert features(looping)["whole_number"] == 0.0 and features(looping)["negative"] == 0.0
+    assert 0.0 <= model.p_right(PROMPT, looping) <= 1.0
+    extreme = EscalationModel(model="small", features=list(FEATURES), mean=[0.0] * len(FEATURES),
+                              scale=[0.01] * len(FEATURES), coef=[-10.0] * len(FEATURES), intercept=0.0)
+    assert extreme.p_right(PROMPT, RIGHT * 50) == pytest.approx(0.0, abs=1e-12)  # z far below exp's range
 
 
 async def cascade(draft: str, budget: InMemoryBudget | None = None, **spec: object):  # type: ignore[no-untyped-def]
@@ -151,3 +182,17 @@ async def test_no_escalation_when_the_routed_model_is_already_the_strong_one() -
                                 generator=gen, budget=InMemoryBudget(), params={}, escalation=fitted())
     assert [c.role for c in gen.calls] == ["draft"] and result.ttc_dict()["cascade"]["escalated"] is False
     assert "nothing stronger" in (result.strategy.reason or "")
+
+
+async def test_a_failed_escalation_keeps_the_paid_draft_flagged_degraded() -> None:
+    def upstream_down(messages: object, index: int) -> str:
+        raise RuntimeError("502 from the strong model")
+
+    gen = ScriptedGenerator({"draft": [WRONG], "escalation": upstream_down})
+    budget = InMemoryBudget()
+    result = await run_strategy(MSGS, TTCSpec(strategy="cascade", cheap_model="small", strong_model="big"),
+                                generator=gen, budget=budget, params={}, escalation=fitted())
+    assert [(c.role, c.model) for c in gen.calls] == [("draft", "small"), ("escalation", "big")]
+    assert result.text == WRONG and result.strategy.degraded and "RuntimeError" in (result.strategy.reason or "")
+    assert result.ttc_dict()["cascade"]["escalated"] is False
+    assert budget.spent_usd == pytest.approx(result.cost_usd) and len(result.calls) == 1

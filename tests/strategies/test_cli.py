@@ -94,3 +94,10 @@ def test_fit_escalation_reads_outcome_rows_and_refuses_bad_input(tmp_path: Path)
     data.write_text('{"prompt": "x", "model": "small"\n')
     res = RUNNER.invoke(app, ["fit-escalation", "--data", str(data), "--model", "small", "--out", str(out)])
     assert res.exit_code == 2 and "rows.jsonl:1:notanoutcomerow" in unboxed(res.output)
+
+
+def test_eval_refuses_cascade_with_a_pointer(tmp_path: Path) -> None:
+    replay = tmp_path / "r.jsonl"
+    write_replay(replay)
+    res = RUNNER.invoke(app, ["eval", "--replay", str(replay), "--strategy", "cascade"])
+    assert res.exit_code == 2 and "bench/router_cascade.py" in unboxed(res.output)
