@@ -44,6 +44,7 @@ from strategies.escalation import fit_escalation
 
 
 def responses_by_prompt(seed: int, model: str) -> dict[str, str]:
+    """`model`'s recorded answer to every prompt (each split holds them all, on one side or the other)."""
     from bench.router_eval_all import ensure_split
     from router.features.cache import default_cache_dir
 
@@ -89,11 +90,12 @@ def main() -> None:
     args = parser.parse_args()
     embedder = SentenceEmbedder()
     results: dict[str, list[tuple[float, float | None, float | None, float | None]]] = {}
+    answers: dict[str, str] = {}
     for seed in args.seeds:
         train, test = split("routellm-gsm8k", seed)
         s, w = strong_weak(train)
         weak_model = train.models[w]
-        answers = responses_by_prompt(seed, weak_model)
+        answers = answers or responses_by_prompt(seed, weak_model)
         n = len(train.prompts)
         x = embedder.transform(train.prompts + test.prompts)
         p_strong, _ = prompt_logistic(x[:n], train.score[:, s], x[n:])

@@ -125,21 +125,9 @@ class StrategyFiles(NamedTuple):
 
 
 def load_strategy_files(config: GatewayConfig) -> StrategyFiles:
-    return StrategyFiles(load_strategy_policy(config.strategies.policy),
-                         load_escalation_model(config.strategies.escalation))
+    from strategies import EscalationModel, load_policy
 
+    files = config.strategies
 
-def load_strategy_policy(path: str | None) -> Any | None:
-    if not path:
-        return None
-    from strategies import load_policy
-
-    return load_policy(path)
-
-
-def load_escalation_model(path: str | None) -> Any | None:
-    if not path:
-        return None
-    from strategies import EscalationModel
-
-    return EscalationModel.load(path)
+    return StrategyFiles(load_policy(files.policy) if files.policy else None,
+                         EscalationModel.load(files.escalation) if files.escalation else None)

@@ -224,8 +224,6 @@ def fit_escalation_cmd(
     out: Path = typer.Option(..., help="Escalation model JSON to write (the gateway's `strategies.escalation`)."),
 ) -> None:
     """Fit `cascade`'s escalation model: P(an answer of MODEL is right), read from the answer itself."""
-    import json
-
     from .escalation import fit_escalation
 
     prompts, texts, right = [], [], []
