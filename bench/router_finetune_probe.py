@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.router_eval_all import ensure_split
 from bench.router_signal_probes import (
     cv_c,
     gain_logistic,
@@ -43,12 +44,10 @@ from router.features.sentence import (
     set_torch_threads,
 )
 from router.matrix import OutcomeMatrix
+from router.outcomes import read_outcomes
 
 
 def tasks_of(source: str, seed: int, prompts: list[str]) -> list[str] | None:
-    from bench.router_eval_all import ensure_split
-    from router.outcomes import read_outcomes
-
     where = ensure_split(source, seed, default_cache_dir() / "bench")
     task = {r.prompt: r.task for r in read_outcomes(where / "train.jsonl")}
     out = [task.get(p) for p in prompts]
@@ -216,10 +215,8 @@ def run(source: str, seed: int, args: argparse.Namespace) -> dict[str, float | N
 
 def stack(source: str, seed: int) -> dict[str, float | None]:
     """The shipped default router on the same split, alone and z-averaged with the saved fine-tuned gains."""
-    from bench.router_eval_all import ensure_split
     from router.api import load_router
     from router.importers import read_prices
-    from router.outcomes import read_outcomes
     from router.train import TrainConfig, train_router
 
     saved = np.load(default_cache_dir() / "probes" / f"finetune-{source}-seed{seed}.npz")
