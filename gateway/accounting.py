@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.auth import Principal
+from gateway.auth import TenantPrincipal
 from gateway.config import BudgetWindowConfig, ModelConfig, TenantConfig
 from gateway.errors import GatewayError, ledger_unavailable
 from gateway.inflight import InFlight, PartialCost
@@ -83,7 +83,7 @@ class Account:
     """The ledger as one request sees it: its scope, its holds and its calls."""
 
     ledger: Ledger
-    principal: Principal
+    principal: TenantPrincipal
     scope: BudgetScope
     inflight: InFlight | None = None
     calls: list[CallRecord] = field(default_factory=list)
@@ -91,8 +91,7 @@ class Account:
     open_holds: dict[str, tuple[Hold, PartialCost | None]] = field(default_factory=dict)
 
     @classmethod
-    def for_principal(cls, ledger: Ledger, principal: Principal, inflight: InFlight | None = None) -> Account:
-        assert principal.tenant is not None
+    def for_principal(cls, ledger: Ledger, principal: TenantPrincipal, inflight: InFlight | None = None) -> Account:
         return cls(ledger=ledger, principal=principal, scope=budget_scope(principal.tenant, principal.key_id), inflight=inflight)
 
     def __hash__(self) -> int:
@@ -123,7 +122,6 @@ class Account:
 
     @property
     def tenant(self) -> TenantConfig:
-        assert self.principal.tenant is not None
         return self.principal.tenant
 
     async def admit(self, estimated_tokens: int) -> None:
@@ -177,7 +175,10 @@ class Account:
             raise ledger_unavailable() from None
 
     def record(self, model: ModelConfig, role: str, prompt_tokens: int, completion_tokens: int) -> CallRecord:
-        call = CallRecord(model.name, role, prompt_tokens, completion_tokens, model.price.cost_usd(prompt_tokens, completion_tokens))
+        return self.add(CallRecord(model.name, role, prompt_tokens, completion_tokens,
+                                   model.price.cost_usd(prompt_tokens, completion_tokens)))
+
+    def add(self, call: CallRecord) -> CallRecord:
         self.calls.append(call)
         return call
 
@@ -188,8 +189,9 @@ class Account:
         try:
             await self.ledger.settle(hold, actual_usd)
         except LedgerUnavailable:
-            # The call already happened; the hold's TTL will free the reservation, and the
-            # loss is bounded by what was reserved. Say so loudly.
+            # The gateway's ledger spools a settle the store cannot take (spooled.py), so this
+            # means even the spool failed: the hold expires and is charged its worst case (or,
+            # with `expired_holds: refund`, returned). Say so loudly.
             log.error("could not settle %.6f USD for tenant %s: ledger unavailable", actual_usd, hold.tenant_id)
 
     async def release(self, hold: Hold) -> None:
@@ -198,7 +200,7 @@ class Account:
         self._closed(hold)
         try:
             await self.ledger.release(hold)
-        except LedgerUnavailable:
+        except LedgerUnavailable:  # not even spooled (see settle): it expires by TTL
             log.warning("could not release hold %s: ledger unavailable; it expires by TTL", hold.reservation_id)
 
     async def remaining_usd(self) -> float | None:
@@ -218,6 +220,10 @@ class Account:
     @property
     def total_cost_usd(self) -> float:
         return sum(call.cost_usd for call in self.calls)
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(call.prompt_tokens + call.completion_tokens for call in self.calls)
 
     def usage(self) -> dict[str, int]:
         prompt = sum(call.prompt_tokens for call in self.calls)

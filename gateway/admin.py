@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -11,10 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from gateway.accounting import budget_scope
-from gateway.auth import Principal
+from gateway.auth import AdminPrincipal, Principal
+from gateway.edge import authenticate, parse_body
 from gateway.config import BudgetWindowConfig, TenantConfig
 from gateway.errors import GatewayError, invalid_request, ledger_unavailable, not_found
 from gateway.ledger import LedgerUnavailable, WindowLimit
+from gateway.runtime import GatewayRuntime
 
 
 class BudgetUpdate(BaseModel):
@@ -28,12 +29,11 @@ def _json(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
 
 
-def mount(app: FastAPI, runtime: Any, authenticate: Callable[[Any, Request], Principal],
-          parse_body: Callable[[Request, type[Any], int], Awaitable[Any]]) -> None:
+def mount(app: FastAPI, runtime: GatewayRuntime) -> None:
     def tenant_for(principal: Principal, tenant_id: str) -> TenantConfig:
         # A tenant key sees only its own tenant; everything else is "not found", not "forbidden",
         # so tenant ids do not leak.
-        if not principal.is_admin and (principal.tenant is None or principal.tenant.id != tenant_id):
+        if not isinstance(principal, AdminPrincipal) and principal.tenant.id != tenant_id:
             raise not_found(f"Tenant '{tenant_id}' not found.")
         for tenant in runtime.state.config.tenants:
             if tenant.id == tenant_id:
@@ -44,7 +44,7 @@ def mount(app: FastAPI, runtime: Any, authenticate: Callable[[Any, Request], Pri
     async def usage(tenant_id: str, request: Request) -> Response:
         principal = authenticate(runtime, request)
         tenant = tenant_for(principal, tenant_id)
-        key_id = principal.key_id if not principal.is_admin else None
+        key_id = None if isinstance(principal, AdminPrincipal) else principal.key_id
         await runtime.state.inflight.wait_settled(tenant.id)  # answers this process sent are charged
         try:
             report = await runtime.state.ledger.usage(budget_scope(tenant, key_id))
@@ -56,7 +56,7 @@ def mount(app: FastAPI, runtime: Any, authenticate: Callable[[Any, Request], Pri
     async def set_budget(tenant_id: str, request: Request) -> Response:
         principal = authenticate(runtime, request)
         tenant = tenant_for(principal, tenant_id)
-        if not principal.is_admin:
+        if not isinstance(principal, AdminPrincipal):
             raise GatewayError(403, "Only the admin key may change budgets.", type="permission_error", code="admin_required")
         update = await parse_body(request, BudgetUpdate, runtime.state.config.server.max_body_bytes)
         windows = [WindowLimit(window=b.window, limit_usd=b.limit_usd) for b in update.budgets]
@@ -72,10 +72,10 @@ def mount(app: FastAPI, runtime: Any, authenticate: Callable[[Any, Request], Pri
     @app.post("/admin/reload")
     async def reload(request: Request) -> Response:
         principal = authenticate(runtime, request)
-        if not principal.is_admin:
+        if not isinstance(principal, AdminPrincipal):
             raise not_found("Not found.")
         ok = await runtime.reload("admin endpoint")
         if not ok:
             raise GatewayError(400, "The config on disk is invalid; the running config was kept (see logs).", code="invalid_config")
         state = runtime.state
-        return _json({"reloaded": True, "models": [m.name for m in state.config.models], "router_version": getattr(state.router, "version", None)})
+        return _json({"reloaded": True, "models": [m.name for m in state.config.models], "router_version": (state.router.version if state.router is not None else None)})

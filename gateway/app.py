@@ -2,83 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from contracts.environment import apply_environment_defaults
 from gateway import admin
-from gateway.auth import Principal, bearer_token
-from gateway.chat import chat_completion
-from gateway.errors import GatewayError, body_too_large, internal_error, invalid_api_key, invalid_request, ledger_unavailable
+from gateway.auth import bearer_token
+from gateway.edge import parse_body, tenant_principal
+from gateway.pipeline.chat import chat_completion
+from gateway.pipeline.embeddings import embeddings as embed
+from gateway.errors import GatewayError, internal_error, invalid_request, ledger_unavailable
 from gateway.ledger import LedgerUnavailable
-from gateway.routing import named_model
 from gateway.runtime import ConfigSource, GatewayRuntime
 from gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from gateway.upstream import UpstreamError
 
 log = logging.getLogger("ttc.app")
 
-M = TypeVar("M", bound=BaseModel)
-
-
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise body_too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise body_too_large(limit)  # chunked bodies carry no content-length
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def parse_body(request: Request, model: type[M], limit: int) -> M:
-    raw = await read_body(request, limit)
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise invalid_request(f"We could not parse the JSON body of your request: {error}") from None
-    if not isinstance(data, dict):
-        raise invalid_request("The request body must be a JSON object.")
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        raise invalid_request(f"Invalid value for '{param}': {first['msg']}", param=param) from None
-
-
-def authenticate(runtime: GatewayRuntime, request: Request) -> Principal:
-    token = bearer_token(request.headers.get("authorization"))
-    principal = runtime.state.keys.lookup(token) if token else None
-    if principal is None:
-        raise invalid_api_key()
-    return principal
-
-
-def tenant_principal(runtime: GatewayRuntime, request: Request) -> Principal:
-    principal = authenticate(runtime, request)
-    if principal.tenant is None:
-        raise GatewayError(403, "The admin key cannot make model requests; use a tenant key.", type="permission_error", code="admin_key_not_allowed")
-    return principal
-
+READY_LEDGER_TIMEOUT_S = 0.8  # /health/ready answers within a second even when the ledger hangs
 
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 
@@ -101,6 +57,19 @@ class GatewayApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def endpoint_list(app: FastAPI) -> list[str]:
+    """`METHOD /path` for every route, the unprefixed aliases of /v1 ones left out."""
+    found: list[str] = []
+    for route in app.router.routes:
+        path, methods = getattr(route, "path", None), sorted(getattr(route, "methods", None) or ())
+        if path is None or not path.startswith(("/v1/", "/health", "/metrics", "/admin/")):
+            continue
+        entry = f"{'|'.join(m for m in methods if m != 'HEAD')} {path}"
+        if entry not in found:
+            found.append(entry)
+    return found
+
+
 def error_response(error: Exception) -> Response:
     """The OpenAI-format response for any exception a handler lets through."""
     if isinstance(error, GatewayError):
@@ -114,6 +83,7 @@ def error_response(error: Exception) -> Response:
 
 
 def create_app(source: ConfigSource | None = None, runtime: GatewayRuntime | None = None) -> FastAPI:
+    apply_environment_defaults()
     runtime = runtime or GatewayRuntime(source or ConfigSource())
 
     @asynccontextmanager
@@ -139,9 +109,15 @@ def create_app(source: ConfigSource | None = None, runtime: GatewayRuntime | Non
         return invalid_request(f"Invalid request: {error.errors()[0].get('msg', 'bad input')}").response()
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, error: StarletteHTTPException) -> Response:
-        code = "not_found" if error.status_code == 404 else "method_not_allowed" if error.status_code == 405 else None
-        return GatewayError(error.status_code, str(error.detail), code=code).response()
+    async def _http(request: Request, error: StarletteHTTPException) -> Response:
+        headers = dict(error.headers or {})  # 405 carries `Allow`
+        if error.status_code == 404:
+            message = f"Unknown endpoint {request.method} {request.url.path}. Supported: {', '.join(endpoint_list(app))}."
+            return GatewayError(404, message, code="not_found", headers=headers).response()
+        if error.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; allowed: {headers.get('Allow', '?')}."
+            return GatewayError(405, message, code="method_not_allowed", headers=headers).response()
+        return GatewayError(error.status_code, str(error.detail), headers=headers).response()
 
     app.add_exception_handler(Exception, _known_error)
 
@@ -163,7 +139,6 @@ def create_app(source: ConfigSource | None = None, runtime: GatewayRuntime | Non
     @app.get("/models")
     async def models(request: Request) -> Response:
         principal = tenant_principal(runtime, request)
-        assert principal.tenant is not None
         created = int(time.time())
         data = [{"id": m.name, "object": "model", "created": created, "owned_by": "ttc-gateway"} for m in runtime.state.visible_models(principal.tenant)]
         if runtime.state.router is not None:
@@ -173,14 +148,10 @@ def create_app(source: ConfigSource | None = None, runtime: GatewayRuntime | Non
     @app.post("/v1/embeddings")
     @app.post("/embeddings")
     async def embeddings(request: Request) -> Response:
-        from gateway.embeddings import embed
-
         state = runtime.state
         principal = tenant_principal(runtime, request)
         body = await parse_body(request, EmbeddingRequest, state.config.server.max_body_bytes)
-        assert principal.tenant is not None
-        model = named_model(state, principal.tenant, body.model, mode="embedding")
-        return await embed(state, principal, model, body)
+        return await embed(state, principal, body)
 
     @app.get("/health/live")
     async def live() -> Response:
@@ -194,17 +165,23 @@ def create_app(source: ConfigSource | None = None, runtime: GatewayRuntime | Non
         state = runtime.state
         checks: dict[str, Any] = {"config": True, "models": len(state.config.models)}
         try:
-            await state.ledger.ping()
+            # A frozen store does not refuse, it just never answers: a probe must not wait out
+            # the ledger's own (longer) timeouts, or the orchestrator's probe times out instead.
+            async with asyncio.timeout(READY_LEDGER_TIMEOUT_S):
+                await state.ledger.ping()
             checks["ledger"] = True
-        except Exception:  # any failure to reach the store means not ready
+        except Exception:  # any failure to reach the store, or a late answer, means not ready
             checks["ledger"] = False
         ok = checks["ledger"] and checks["models"] > 0
         return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
 
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if not runtime.state.may_read_metrics(bearer_token(request.headers.get("authorization"))):
+            raise GatewayError(401, "/metrics needs 'Authorization: Bearer <server.metrics_token or the admin key>'.",
+                               code="invalid_api_key")
         await runtime.inflight.wait_settled()  # answers already sent are counted
         return Response(runtime.metrics.render(), media_type=runtime.metrics.content_type)
 
-    admin.mount(app, runtime, authenticate, parse_body)
+    admin.mount(app, runtime)
     return app

@@ -27,12 +27,21 @@ def key_id_of(key_hash: str) -> str:
 
 
 @dataclass(frozen=True)
-class Principal:
-    """Who is calling: a tenant with one of its keys, or the admin."""
+class TenantPrincipal:
+    """A tenant calling with one of its keys: the only principal that may make model requests."""
 
-    tenant: TenantConfig | None
-    key_id: str | None
-    is_admin: bool = False
+    tenant: TenantConfig
+    key_id: str
+
+
+@dataclass(frozen=True)
+class AdminPrincipal:
+    """The operator's admin key: manages tenants and reloads, never makes model requests."""
+
+    key_id: str = "admin"
+
+
+Principal = TenantPrincipal | AdminPrincipal
 
 
 class KeyIndex:
@@ -42,9 +51,9 @@ class KeyIndex:
         self._by_hash: dict[str, Principal] = {}
         for tenant in config.tenants:
             for key_hash in tenant.api_key_hashes + [k.hash for k in tenant.api_keys]:
-                self._by_hash[key_hash] = Principal(tenant=tenant, key_id=key_id_of(key_hash))
+                self._by_hash[key_hash] = TenantPrincipal(tenant=tenant, key_id=key_id_of(key_hash))
         if config.admin_key_hash:
-            self._by_hash[config.admin_key_hash] = Principal(tenant=None, key_id="admin", is_admin=True)
+            self._by_hash[config.admin_key_hash] = AdminPrincipal()
 
     def lookup(self, presented_key: str) -> Principal | None:
         return self._by_hash.get(hash_key(presented_key))

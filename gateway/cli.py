@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Optional
 
 import typer
+
+from contracts.environment import apply_environment_defaults
 
 from gateway.auth import new_key
 from gateway.config import ConfigError
@@ -62,21 +63,18 @@ def check_config(path: str) -> None:
     typer.echo(f"ok: {len(cfg.models)} models, {len(cfg.tenants)} tenants, ledger={'redis' if cfg.ledger.redis_url else 'sqlite'}")
 
 
-def _mount_optional(name: str, module: str) -> None:
-    # The offline jobs live in their own packages; a missing one must not break `ttc serve`.
-    try:
-        sub = __import__(module, fromlist=["app"]).app
-    except ImportError as error:  # pragma: no cover - only when a package is absent
-        logging.getLogger("ttc.cli").debug("%s commands unavailable: %s", name, error)
-        return
-    app.add_typer(sub, name=name)
-
-
 def main() -> None:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    _mount_optional("router", "gateway.commands.router")
-    _mount_optional("strategies", "gateway.commands.strategies")
+    apply_environment_defaults()
+    from router.lab.cli import make_app as make_router_app
+
+    from gateway.commands.router import GatewayRouterBackend
+
+    app.add_typer(make_router_app(GatewayRouterBackend()), name="router")
+    from strategies.lab.cli import make_app as make_strategies_app
+
+    from gateway.commands.strategies import GatewayLabBackend
+
+    app.add_typer(make_strategies_app(GatewayLabBackend()), name="strategies")
     app(prog_name="ttc")
 
 

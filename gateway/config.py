@@ -13,7 +13,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from contracts.prices import Price as ContractPrice
 from gateway.ledger.settings import LedgerSettings
+from gateway.local_runtime import local_model_problem
 
 ENV_PREFIX = "os.environ/"
 
@@ -26,12 +28,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Price(_Strict):
-    input_per_1m: float = Field(ge=0)
-    output_per_1m: float = Field(ge=0)
+class Price(ContractPrice):
+    """`price: {input_per_1m, output_per_1m}` in the YAML: the shared price and its one cost
+    formula, strict like every config section, so an unknown key is an error, not ignored."""
 
-    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input_per_1m + completion_tokens * self.output_per_1m) / 1_000_000
+    model_config = ConfigDict(extra="forbid")
 
 
 class LitellmParams(BaseModel):
@@ -163,6 +164,11 @@ class ServerSettings(_Strict):
     # Polling interval for noticing a changed config or router artifact on disk, so every
     # replica reloads on its own even when SIGHUP reaches only one process.
     watch_interval_s: float = Field(default=2.0, ge=0)
+    # A bearer token /metrics requires (the admin key is accepted too); `os.environ/NAME` reads it
+    # from the environment. Unset, /metrics is open, as Prometheus endpoints usually are inside a
+    # cluster network; the Helm chart and the compose file set it, since the metrics name tenants
+    # and their spend.
+    metrics_token: str | None = Field(default=None, min_length=1)
 
 
 class GatewayConfig(_Strict):
@@ -264,9 +270,15 @@ def parse_config(data: Any, source: str = "<memory>") -> GatewayConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {source}: the top level must be a mapping")
     try:
-        return GatewayConfig.model_validate(data)
+        config = GatewayConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(format_validation_error(error, source)) from None
+    problems = [p for p in (local_model_problem(m.name, m.litellm_params.model.split("/", 1)[1],
+                                                   (m.litellm_params.model_extra or {}).get("model_path"))
+                            for m in config.models if m.is_local) if p is not None]
+    if problems:
+        raise ConfigError("\n".join([f"invalid config {source}:", *(f"  - {p}" for p in problems)]))
+    return config
 
 
 def load_config(path: str | Path) -> GatewayConfig:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
+from contracts.prompts import prompt_text
 from gateway.config import ModelConfig, TenantConfig
 from gateway.errors import GatewayError, invalid_request, model_not_found
 from gateway.schemas import ChatCompletionRequest
@@ -13,16 +15,14 @@ from gateway.state import GatewayState
 AUTO = "auto"
 
 
-def prompt_text(messages: list[dict[str, Any]]) -> str:
-    """The text the router judges: the last user turn, which is what the answer must address."""
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return ""
+@dataclass(frozen=True)
+class RouteChoice:
+    """The router's pick: the model, the client-visible `ttc.router` object, and the chosen
+    model's predicted quality, which the strategies take as the prompt's difficulty."""
+
+    model: ModelConfig
+    info: dict[str, Any]
+    predicted_quality: float
 
 
 def named_model(state: GatewayState, tenant: TenantConfig, name: str, mode: str = "chat") -> ModelConfig:
@@ -34,8 +34,8 @@ def named_model(state: GatewayState, tenant: TenantConfig, name: str, mode: str 
     return model
 
 
-async def route(state: GatewayState, tenant: TenantConfig, request: ChatCompletionRequest, messages: list[dict[str, Any]], prompt_tokens: int) -> tuple[ModelConfig, dict[str, Any]]:
-    """Ask the router; returns the chosen model and the `ttc.router` object."""
+async def route(state: GatewayState, tenant: TenantConfig, request: ChatCompletionRequest, messages: list[dict[str, Any]], prompt_tokens: int) -> RouteChoice:
+    """Ask the router, once per request."""
     from router import Candidate
 
     profile_name = request.model[len(AUTO) + 1 :] if request.model.startswith(AUTO + ":") else None
@@ -75,4 +75,5 @@ async def route(state: GatewayState, tenant: TenantConfig, request: ChatCompleti
         "version": decision.version,
         "latency_ms": round(float(decision.latency_ms), 3),
     }
-    return chosen, info
+    quality = next(float(c.predicted_quality) for c in decision.candidates if c.model == decision.model)
+    return RouteChoice(chosen, info, quality)

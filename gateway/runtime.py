@@ -49,7 +49,8 @@ def build_ledger(settings: LedgerSettings) -> Ledger:
     if settings.redis_url:
         # The URL may carry a password, so it may come from the environment like other secrets.
         settings = settings.model_copy(update={"redis_url": resolve_secret(settings.redis_url)})
-    return make_ledger(settings)
+    # Spooled: a settle that cannot reach the store waits on local disk instead of being lost.
+    return make_ledger(settings, spool=True)
 
 
 class GatewayRuntime:
@@ -81,7 +82,9 @@ class GatewayRuntime:
         self._config_fingerprint = self.source.fingerprint()
         router_fp = artifact_fingerprint(config.router.artifact)
         router = await asyncio.to_thread(load_router, config.router.artifact)
-        self._state = GatewayState.build(config, build_ledger(config.ledger), self.upstreams, self.metrics, self.inflight, router, router_fp)
+        ledger = build_ledger(config.ledger)
+        self._state = GatewayState.build(config, ledger, self.upstreams, self.metrics, self.inflight, router, router_fp)
+        await ledger.start()  # replays what a previous process left in the spool, then keeps replaying
         if config.server.watch_interval_s > 0:
             self._watcher = asyncio.create_task(self._watch(config.server.watch_interval_s))
         self._gauges = asyncio.create_task(self._refresh_budget_gauges(BUDGET_GAUGE_INTERVAL_S))
@@ -110,7 +113,8 @@ class GatewayRuntime:
             ledger = old.ledger
             if config.ledger != old.config.ledger:
                 ledger = build_ledger(config.ledger)
-                self._old_ledgers.append(old.ledger)
+                await ledger.start()
+                self._old_ledgers.append(old.ledger)  # keeps replaying its spool until close
             router, router_fp = old.router, old.router_fingerprint
             new_fp = artifact_fingerprint(config.router.artifact)
             if config.router.artifact != old.config.router.artifact or new_fp != old.router_fingerprint:
@@ -172,6 +176,8 @@ class GatewayRuntime:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.inflight.drain()  # before the ledger closes: settle what was cut off
+        # Closing a ledger stops its spool replay after a last attempt; what is left stays on
+        # disk for the next start.
         if self._state is not None:
             await self._state.ledger.close()
         for ledger in self._old_ledgers:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # OpenAI chat parameters forwarded upstream when present.
 PASSTHROUGH_PARAMS: tuple[str, ...] = (
@@ -50,6 +50,19 @@ class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool", "function", "developer"]
     content: str | list[dict[str, Any]] | None = None
 
+    @field_validator("content")
+    @classmethod
+    def _parts_are_typed(cls, content: str | list[dict[str, Any]] | None) -> str | list[dict[str, Any]] | None:
+        # The shape every provider requires of content parts; checked here so that a bad part is
+        # the caller's 400, not an upstream's 5xx.
+        for index, part in enumerate(content if isinstance(content, list) else []):
+            kind = part.get("type")
+            if not isinstance(kind, str):
+                raise ValueError(f"content[{index}].type must be a string such as 'text'")
+            if kind == "text" and not isinstance(part.get("text"), str):
+                raise ValueError(f"content[{index}].text must be a string")
+        return content
+
 
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -78,12 +91,18 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("at most 4 stop sequences are allowed")
         return value
 
-    @model_validator(mode="after")
-    def _tools_need_names(self) -> ChatCompletionRequest:
-        for index, tool in enumerate(self.tools or []):
-            if tool.get("type") == "function" and not (tool.get("function") or {}).get("name"):
+    @field_validator("tools")
+    @classmethod
+    def _tools_are_functions(cls, tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for index, tool in enumerate(tools or []):
+            if tool.get("type", "function") != "function":
+                continue
+            function = tool.get("function")
+            if not isinstance(function, dict):
+                raise ValueError(f"tools[{index}].function must be an object with a 'name'")
+            if not isinstance(function.get("name"), str) or not function["name"]:
                 raise ValueError(f"tools[{index}].function.name is required")
-        return self
+        return tools
 
     @property
     def requested_max_tokens(self) -> int | None:

@@ -7,18 +7,24 @@ ends, so a reload (SIGHUP or a changed file) never disturbs in-flight requests.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from gateway.auth import KeyIndex
-from gateway.config import GatewayConfig, ModelConfig, TenantConfig
+from gateway.auth import AdminPrincipal, KeyIndex
+from gateway.config import GatewayConfig, ModelConfig, TenantConfig, resolve_secret
 from gateway.inflight import InFlight
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
+from gateway.pipeline.observe import MetricsObserver, Observer
 from gateway.upstream import Upstreams
+
+if TYPE_CHECKING:
+    from router import Router
+    from strategies import EscalationModel, StoppingPolicy
 
 log = logging.getLogger("ttc.state")
 
@@ -31,15 +37,18 @@ class GatewayState:
     upstreams: Upstreams
     metrics: Metrics
     inflight: InFlight
-    router: Any | None = None  # router.Router, imported lazily (torch is heavy)
+    router: Router | None = None  # imported lazily: the embedder's runtime is heavy
     router_fingerprint: str | None = None
-    strategy_policy: Any | None = None
-    escalation_model: Any | None = None
+    strategy_policy: StoppingPolicy | None = None
+    escalation_model: EscalationModel | None = None
     models_by_name: dict[str, ModelConfig] = field(default_factory=dict)
+    # Each finished request's record goes to every observer (metrics; a request log).
+    observers: list[Observer] = field(default_factory=list)
+    metrics_token: str | None = None
 
     @classmethod
     def build(cls, config: GatewayConfig, ledger: Ledger, upstreams: Upstreams, metrics: Metrics, inflight: InFlight,
-              router: Any | None = None, router_fingerprint: str | None = None,
+              router: Router | None = None, router_fingerprint: str | None = None,
               strategy_files: StrategyFiles | None = None) -> GatewayState:
         files = strategy_files or load_strategy_files(config)
         return cls(
@@ -54,7 +63,16 @@ class GatewayState:
             strategy_policy=files.policy,
             escalation_model=files.escalation,
             models_by_name={m.name: m for m in config.models},
+            observers=[MetricsObserver(metrics)],
+            metrics_token=resolve_secret(config.server.metrics_token) if config.server.metrics_token else None,
         )
+
+    def may_read_metrics(self, presented_key: str | None) -> bool:
+        if self.metrics_token is None:
+            return True
+        if presented_key is None:
+            return False
+        return hmac.compare_digest(presented_key, self.metrics_token) or isinstance(self.keys.lookup(presented_key), AdminPrincipal)
 
     def visible_models(self, tenant: TenantConfig) -> list[ModelConfig]:
         return [m for m in self.config.models if tenant.allows(m.name)]
@@ -95,13 +113,9 @@ def limit_blas_threads(threads: int) -> None:
     threadpool_limits(limits=threads, user_api="blas")
 
 
-def load_router(path: str | None) -> Any | None:
+def load_router(path: str | None) -> Router | None:
     if not path:
         return None
-    # One thread per embedding: on a few cores, torch's default thread pool makes each
-    # request's featurization slower, not faster, once several run at once.
-    os.environ.setdefault("TTC_ROUTER_THREADS", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from router import load_router as load
 
     router = load(path)
@@ -112,7 +126,7 @@ def load_router(path: str | None) -> Any | None:
 
         warm("warm up", [Candidate(name=router.models[0], input_per_1m=0.0, output_per_1m=0.0, prompt_tokens=1)])
     # After the warm-up: loading the embedder can bring in another BLAS library (torch's).
-    limit_blas_threads(int(os.environ["TTC_ROUTER_THREADS"]))
+    limit_blas_threads(int(os.environ.get("TTC_ROUTER_THREADS", "1")))
     log.info("loaded router artifact %s (version %s)", path, getattr(router, "version", "?"))
     return router
 
@@ -120,8 +134,8 @@ def load_router(path: str | None) -> Any | None:
 class StrategyFiles(NamedTuple):
     """The fitted files the strategies read (adaptive's policy, cascade's escalation model)."""
 
-    policy: Any | None
-    escalation: Any | None
+    policy: StoppingPolicy | None
+    escalation: EscalationModel | None
 
 
 def load_strategy_files(config: GatewayConfig) -> StrategyFiles:

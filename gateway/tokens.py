@@ -8,11 +8,8 @@ the upstream's reported usage.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import Any
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 TOKENS_PER_MESSAGE = 3  # OpenAI's chat format overhead per message, plus 3 to prime the reply
 DIRECT_PREFIXES = ("openai/",)

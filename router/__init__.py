@@ -6,6 +6,10 @@ Public API used by the gateway::
     decision = router.route(prompt, candidates, cost_weight=None, tolerance=None)
     router.difficulty(prompt, model)  # predicted P(success)
     router.version, router.models
+
+This package is the serving side. The offline jobs (importers, collection,
+training, evaluation, calibration, the CLI) live in `router.lab` and are
+imported from there explicitly; serving modules never import them.
 """
 
 from router.api import (

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
+from contracts.prices import Price
 from router.artifact import Manifest, read_manifest
 from router.features import PromptFeaturizer
 from router.policy import choose_by_tolerance, choose_by_utility
@@ -23,12 +24,11 @@ from router.predictors.head import QualityHead
 from router.predictors.length import LengthModel
 
 
-class Candidate(BaseModel):
-    """A model the caller may route to, with its prices (USD per 1M tokens)."""
+class Candidate(Price):
+    """A model the caller may route to: its price (USD per 1M tokens, flat fields so callers pass
+    `input_per_1m=`/`output_per_1m=` as before), its name and the prompt's token count."""
 
     name: str = Field(min_length=1)
-    input_per_1m: float = Field(ge=0.0)
-    output_per_1m: float = Field(ge=0.0)
     prompt_tokens: int = Field(ge=0)
 
 
@@ -92,9 +92,7 @@ class BaseRouter(ABC):
         cols = [index[c.name] for c in known]
         quality = pred.quality[0, cols]
         tokens = pred.completion_tokens[0, cols]
-        cost = np.array(
-            [(c.prompt_tokens * c.input_per_1m + t * c.output_per_1m) / 1e6 for c, t in zip(known, tokens, strict=True)]
-        )
+        cost = np.array([c.cost_usd(c.prompt_tokens, float(t)) for c, t in zip(known, tokens, strict=True)])
         if tolerance is not None:
             pick = int(choose_by_tolerance(quality, cost, tolerance)[0])
         else:

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from router.importers.base import Price
+from contracts.prices import Price
 
 FORMAT = "ttc-router/1"
 MANIFEST = "manifest.json"

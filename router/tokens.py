@@ -8,12 +8,7 @@ the cost model simple to state (tokens x per-token price).
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
-
-# Prices come from our config, never from litellm's remote cost map.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_COMPLETION_TOKENS = 256
 _COUNT_MODEL = "gpt-4"  # selects litellm's tiktoken (cl100k_base) tokenizer
@@ -22,6 +17,8 @@ _COUNT_MODEL = "gpt-4"  # selects litellm's tiktoken (cl100k_base) tokenizer
 @lru_cache(maxsize=200_000)
 def count_tokens(text: str) -> int:
     """Number of tokens in `text` by litellm's token counter."""
-    import litellm  # imported lazily: it is slow to import
+    # Imported lazily: it is slow to import. Its remote price map stays off because every entry
+    # point applies contracts.environment's defaults first; prices come from our config.
+    import litellm
 
     return int(litellm.token_counter(model=_COUNT_MODEL, text=text))

@@ -2,6 +2,9 @@
 
 No HTTP, no Redis, no imports of `gateway` or `router`. See `base` for the two
 interfaces the gateway implements and `runner.run_strategy` for the entry point.
+This package exports what serving needs; everything offline (fitting,
+simulation, replay, evaluation, live recording, the `ttc strategies` CLI) is in
+:mod:`strategies.lab`, which serving code never imports.
 
 Time to first byte when the gateway streams a strategy's answer (the answer is
 streamed only once chosen; until then the stream carries `: keep-alive`
@@ -40,17 +43,16 @@ from .base import (
     Usage,
     Verifier,
 )
-from .budget import InMemoryBudget
-from .escalation import EscalationModel, fit_escalation
-from .policy import ConsistencyPolicy, StoppingPolicy, TablePolicy, fit_policy, load_policy
-from .replay import ReplayGenerator, ReplayProblem, ReplaySample, load_replay
+from .escalation import EscalationModel
+from .policy import ConsistencyPolicy, StoppingPolicy, TablePolicy, load_policy
 from .runner import STRATEGIES, run_strategy
 from .spec import STRATEGY_NAMES, TTCSpec, TTCSpecError, forced_single_reason, parse_spec
+from .value_policy import ValuePolicy
 
 __all__ = [
-    "Budget", "BudgetRefused", "CallRecord", "Completion", "ConsistencyPolicy", "DifficultyFn", "EscalationModel", "Generator",
-    "Hold", "InMemoryBudget", "InsufficientBudget", "ProgressCallback", "ProgressEvent", "ReplayGenerator",
-    "ReplayProblem", "ReplaySample", "RewardScorer", "SimpleHold", "STRATEGIES", "STRATEGY_NAMES", "StoppingPolicy",
-    "StrategyError", "StrategyInfo", "StrategyResult", "TTCSpec", "TTCSpecError", "TablePolicy", "Usage",
-    "Verifier", "fit_escalation", "fit_policy", "forced_single_reason", "load_policy", "load_replay", "parse_spec", "run_strategy",
+    "Budget", "BudgetRefused", "CallRecord", "Completion", "ConsistencyPolicy", "DifficultyFn", "EscalationModel",
+    "Generator", "Hold", "InsufficientBudget", "ProgressCallback", "ProgressEvent", "RewardScorer", "SimpleHold",
+    "STRATEGIES", "STRATEGY_NAMES", "StoppingPolicy", "StrategyError", "StrategyInfo", "StrategyResult", "TTCSpec",
+    "TTCSpecError", "TablePolicy", "Usage", "ValuePolicy", "Verifier", "forced_single_reason", "load_policy",
+    "parse_spec", "run_strategy",
 ]

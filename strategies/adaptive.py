@@ -29,13 +29,14 @@ the best vote so far and flags `budget_exhausted`.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
+from contracts.prompts import prompt_text
+
 from .base import Completion, Message, StrategyError, StrategyInfo, StrategyResult
-from .common import finish, insufficient, user_prompt
+from .common import finish, insufficient
 from .context import RunContext
-from .policy import ConsistencyPolicy, StoppingPolicy, TablePolicy, checkpoints
+from .policy import ConsistencyPolicy, StoppingPolicy, checkpoints
 from .selectors import Selection, run_verifier, select, selection_cost
 from .single import run_single
 from .votes import answer_key, representative, tally
@@ -74,14 +75,13 @@ async def run_adaptive(messages: list[Message], ctx: RunContext) -> StrategyResu
     else:
         policy = default_policy(ctx, max_n)
         schedule = policy.schedule
-    if p is not None and isinstance(policy, TablePolicy) and policy.difficulty_edges:
-        policy = policy.with_difficulty(p)  # a copy: tables split by predicted difficulty
-    prompt = user_prompt(messages)
-    if hasattr(policy, "for_prompt"):
-        policy = policy.for_prompt(prompt)  # a copy, with the policy's own prompt difficulty
-    if spec.stop_threshold is not None and isinstance(policy, TablePolicy):
-        # A copy: the policy object is shared by concurrent requests.
-        policy = dataclasses.replace(policy, threshold=spec.stop_threshold)
+    # The per-request hooks (strategies.stopping) return copies: the policy object is shared by concurrent requests.
+    if p is not None:
+        policy = policy.with_difficulty(p)  # tables split by predicted difficulty read it
+    prompt = prompt_text(messages)
+    policy = policy.for_prompt(prompt)  # a value policy computes its own prompt difficulty
+    if spec.stop_threshold is not None:
+        policy = policy.with_stop_threshold(spec.stop_threshold)
 
     completions: list[Completion] = []
     exhausted = False
@@ -141,10 +141,7 @@ def _vote_weights(
 ) -> list[float] | None:
     """Per-sample vote weights when the policy has them (a fitted value policy
     weighs samples by reliability; see strategies/reliability.py), else None."""
-    weigh = getattr(policy, "vote_weights", None)
-    if weigh is None:
-        return None
-    return weigh(keys, [c.completion_tokens for c in completions], prompt, [c.text for c in completions])
+    return policy.vote_weights(keys, [c.completion_tokens for c in completions], prompt, [c.text for c in completions])
 
 
 async def _pick(

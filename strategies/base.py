@@ -220,7 +220,7 @@ class Hold(Protocol):
 
 @dataclass(frozen=True)
 class SimpleHold:
-    """The Hold of :class:`~strategies.budget.InMemoryBudget`. `token` is its id."""
+    """The Hold of :class:`~strategies.lab.budget.InMemoryBudget`. `token` is its id."""
 
     amount_usd: float
     token: Any = None

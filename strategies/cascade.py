@@ -14,8 +14,10 @@ models fitted with priors (`fit_escalation(priors=...)`; the CLI fits without).
 
 from __future__ import annotations
 
+from contracts.prompts import prompt_text
+
 from .base import Message, StrategyError, StrategyInfo, StrategyResult
-from .common import finish, insufficient, user_prompt
+from .common import finish, insufficient
 from .context import RunContext
 from .votes import answer_key
 
@@ -34,7 +36,7 @@ async def run_cascade(messages: list[Message], ctx: RunContext) -> StrategyResul
     [draft] = await ctx.meter.generate(messages, 1, model=first, role="draft", **ctx.call_params())
     # The router's difficulty is the routed model's P(success): a prior only when that model answered.
     prior = ctx.difficulty if spec.cheap_model is None or spec.cheap_model == ctx.model else None
-    p_right = escalation.p_right(user_prompt(messages), draft.text, prior)
+    p_right = escalation.p_right(prompt_text(messages), draft.text, prior)
     decision = {"first_model": draft.model, "p_right": round(p_right, 4), "escalate_below": spec.escalate_below,
                 "escalation_fitted_on": escalation.model, "escalated": False}
     chosen, reason, degraded = draft, f"cascade: kept {draft.model}'s answer (P(right) {p_right:.2f})", False

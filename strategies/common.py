@@ -10,17 +10,6 @@ from .context import RunContext
 BUDGET_MESSAGE = "budget ran out mid-strategy: returning the best answer found so far"
 
 
-def user_prompt(messages: list[Message]) -> str:
-    """The last user turn's text (what sub-prompts quote as "the problem")."""
-    for m in reversed(messages):
-        if m.get("role") == "user":
-            content = m.get("content", "")
-            if isinstance(content, list):  # OpenAI content parts
-                return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return str(content)
-    return ""
-
-
 async def insufficient(ctx: RunContext, messages: list[Message], model: str | None) -> InsufficientBudget:
     """The 429 error: not even one single call fits."""
     return InsufficientBudget(ctx.estimate(messages, 1, model=model), await ctx.meter.available_usd())

@@ -15,8 +15,8 @@ cheap answer looks wrong. What an answer shows without an answer key:
 
 :class:`EscalationModel` is a standardized logistic regression over those
 features, fitted on recorded answers of one model (outcome rows with a
-``response``: `ttc strategies fit-escalation`). Serving needs only numpy and the
-JSON it is saved as. On RouteLLM GSM8K (Mixtral's recorded answers, held-out
+``response``: `ttc strategies fit-escalation`, :mod:`strategies.lab.fit_escalation`).
+Serving needs only numpy and the JSON it is saved as. On RouteLLM GSM8K (Mixtral's recorded answers, held-out
 halves) a cascade on it reaches APGR 0.694 where routing on the prompt gets 0.643
 (bench/router_cascade.py); on SmolLM2-135M's MAWPS answers its out-of-fold AUC is
 0.85.
@@ -27,16 +27,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
+
+from contracts.answers import extract_final_number
 
 from .arith_check import as_number, check_arithmetic
-from .extractors import extract_final_number
 from .reliability import prompt_numbers
 
 FORMAT_VERSION = 1
@@ -47,8 +46,6 @@ FEATURES: tuple[str, ...] = (
 PRIOR_FEATURE = "prior_logit"
 _HEDGES = re.compile(r"\b(however|but|approximately|round(?:ed|ing)?|assum(?:e|ing)|cannot|can't|not possible)\b",
                      re.IGNORECASE)
-# C for the logistic fit, chosen by cross-validated log-loss on the training answers.
-C_GRID: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
 
 
 def answer_features(prompt: str, text: str) -> list[float]:
@@ -69,7 +66,7 @@ def answer_features(prompt: str, text: str) -> list[float]:
     ]
 
 
-def _logit(p: float) -> float:
+def logit(p: float) -> float:
     p = min(max(p, 1e-4), 1 - 1e-4)
     return math.log(p / (1 - p))
 
@@ -96,7 +93,7 @@ class EscalationModel:
         row = answer_features(prompt, text)
         if self.uses_prior:
             fallback = self.default_prior if self.default_prior is not None else 0.5
-            row.append(_logit(prior if prior is not None else fallback))
+            row.append(logit(prior if prior is not None else fallback))
         return (np.asarray(row) - np.asarray(self.mean)) / np.asarray(self.scale)
 
     def p_right(self, prompt: str, text: str, prior: float | None = None) -> float:
@@ -138,47 +135,3 @@ class EscalationModel:
     @classmethod
     def load(cls, path: str | Path) -> EscalationModel:
         return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
-
-
-def fit_escalation(
-    prompts: Sequence[str], texts: Sequence[str], right: ArrayLike, *, model: str,
-    priors: ArrayLike | None = None, folds: int = 5, seed: int = 0,
-) -> EscalationModel:
-    """Fit on recorded answers of one model: `right[i]` >= 0.5 when `texts[i]` answered `prompts[i]` correctly.
-
-    `priors`, when given, are the router's P(right) for each prompt; they must be
-    out-of-sample (e.g. out-of-fold), or the fit will lean on them too much.
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss, roc_auc_score
-    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
-
-    y = np.asarray(right, float) >= 0.5
-    prior_values = None if priors is None else np.asarray(priors, float)
-    if not len(prompts) == len(texts) == len(y) or (prior_values is not None and len(prior_values) != len(y)):
-        raise ValueError("prompts, texts, right (and priors) must have one entry per answer")
-    if y.all() or not y.any() or min(y.sum(), (~y).sum()) < folds or len(set(prompts)) < folds:
-        raise ValueError(f"need at least {folds} right and {folds} wrong answers, to {folds} or more prompts, to fit "
-                         f"(got {int(y.sum())} right of {len(y)}, {len(set(prompts))} prompts)")
-    x = np.array([answer_features(p, t) for p, t in zip(prompts, texts, strict=True)], dtype=float)
-    names = list(FEATURES)
-    if prior_values is not None:
-        x = np.hstack([x, np.array([[_logit(float(p))] for p in prior_values])])
-        names.append(PRIOR_FEATURE)
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale == 0] = 1.0  # a constant feature carries no signal; keep it inert
-    z = (x - mean) / scale
-    # Several answers to one prompt (samples) stay in one fold, or CV would grade on seen prompts.
-    splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
-    groups = np.unique(np.asarray(prompts, dtype=object), return_inverse=True)[1]
-    trials = [(float(log_loss(y, oof)), c, oof) for c in C_GRID
-              for oof in [cross_val_predict(LogisticRegression(C=c, max_iter=5000), z, y, groups=groups,
-                                            cv=splitter, method="predict_proba")[:, 1]]]
-    loss, c, oof = min(trials, key=lambda t: t[0])
-    fitted = LogisticRegression(C=c, max_iter=5000).fit(z, y)
-    cv = {"n": float(len(y)), "base_rate": float(y.mean()), "C": c, "log_loss": loss, "auc": float(roc_auc_score(y, oof))}
-    return EscalationModel(
-        model=model, features=names, mean=mean.tolist(), scale=scale.tolist(), coef=fitted.coef_[0].tolist(),
-        intercept=float(fitted.intercept_[0]),
-        default_prior=float(np.mean(prior_values)) if prior_values is not None else None, cv=cv,
-    )

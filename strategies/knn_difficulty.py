@@ -5,16 +5,16 @@ model tends to fail a whole family. This model predicts P(one sample is
 correct) for a prompt as the mean success rate of the `k` training prompts
 with the most similar word sets (Jaccard). It reads only prompt text; it is
 fitted on training problems and stored in the policy JSON, so the gateway
-computes exactly the same estimate for a live prompt. On the SmolLM2-135M
+computes exactly the same estimate for a live prompt (fitting:
+:func:`strategies.lab.fit_value_policy.fit_knn_difficulty`). On the SmolLM2-135M
 recording it separates hard from easy prompts better than the 4-feature
-logistic model in :mod:`strategies.difficulty` (which sees only number sizes
+logistic model in :mod:`strategies.lab.difficulty` (which sees only number sizes
 and lengths).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,3 @@ class KnnDifficulty:
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> KnnDifficulty:
         return cls([frozenset(p) for p in obj["prompts"]], [float(s) for s in obj["success"]], int(obj.get("k", 5)))
-
-
-def fit_knn_difficulty(prompts: Sequence[str], success: Sequence[float], *, k: int = 5) -> KnnDifficulty:
-    return KnnDifficulty([words(p) for p in prompts], [float(s) for s in success], k)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from contracts.prompts import prompt_text
+
 from .base import Completion, Message, StrategyInfo, StrategyResult
-from .common import finish, insufficient, user_prompt
+from .common import finish, insufficient
 from .context import RunContext
 from .meter import OutOfReservation
 from .votes import answer_key
@@ -44,7 +46,7 @@ def critique_accepts(text: str) -> bool:
 def critique_messages(messages: list[Message], draft: str) -> list[Message]:
     return [
         {"role": "system", "content": CRITIQUE_SYSTEM},
-        {"role": "user", "content": f"## Problem\n{user_prompt(messages)}\n\n## Answer\n{draft}"},
+        {"role": "user", "content": f"## Problem\n{prompt_text(messages)}\n\n## Answer\n{draft}"},
     ]
 
 

@@ -18,14 +18,15 @@ from the arithmetic check when that is on, else ``echo``, else a length bin
 (0, 1]: P(correct | category) on the *training* problems, relative to the best
 category, shrunk toward the overall rate where a category is rare. It reads
 only answers, token counts, the sample texts and the prompt text. Weighted votes change what
-adaptive answers, so it is fitted with the stopping policy and shipped in the
+adaptive answers, so it is fitted with the stopping policy
+(:func:`strategies.lab.fit_value_policy.fit_reliability`) and shipped in the
 same JSON (:mod:`strategies.value_policy`).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,35 +80,3 @@ class ReliabilityModel:
     def from_json(cls, obj: dict[str, Any]) -> ReliabilityModel:
         return cls([int(x) for x in obj["length_edges"]], {k: float(v) for k, v in obj["weights"].items()},
                    bool(obj.get("checks", False)))
-
-
-def fit_reliability(
-    samples: Iterable[tuple[str | None, int, frozenset[float], bool]], *, bins: int = 6, prior: float = 10.0,
-    checks: Iterable[Check] | None = None,
-) -> ReliabilityModel:
-    """Fit from training samples `(answer, completion_tokens, prompt numbers, correct)`,
-    and with `checks` (one per sample, from :func:`check_arithmetic`) also by the arithmetic check.
-
-    Length bins start at quantiles of the training lengths (so the samples
-    cut at the output cap get a bin of their own when there are many); each category's rate is
-    shrunk toward the overall rate by `prior` pseudo-samples."""
-    rows = list(samples)
-    if not rows:
-        return ReliabilityModel([], {})
-    per_sample: list[Check | None] = list(checks) if checks is not None else [None] * len(rows)
-    lengths = sorted(t for _, t, _, _ in rows)
-    # Each quantile value opens a bin (upper bounds are one below it): when many samples stop at the
-    # output cap, the cap is a quantile and those samples get a bin of their own.
-    quantiles = {lengths[min(len(lengths) * q // bins, len(lengths) - 1)] for q in range(1, bins)}
-    edges = sorted({q - 1 for q in quantiles if q > lengths[0]})
-    model = ReliabilityModel(edges, {}, checks is not None)
-    overall = sum(c for *_, c in rows) / len(rows)
-    stats: dict[str, list[float]] = {}
-    for (answer, tokens, numbers, correct), check in zip(rows, per_sample):
-        cell = stats.setdefault(model.category(answer, tokens, numbers, check), [0.0, 0.0])
-        cell[0] += 1
-        cell[1] += float(correct)
-    rates = {k: (s + prior * overall) / (n + prior) for k, (n, s) in stats.items()}
-    best = max(rates.values()) or 1.0
-    # A floor keeps a category's votes from vanishing: with every sample in it, they still decide.
-    return ReliabilityModel(edges, {k: max(r / best, 0.01) for k, r in rates.items()}, model.checks)

@@ -16,6 +16,8 @@ import math
 import re
 from typing import Any
 
+from contracts.prompts import conversation_text
+
 from .base import Completion, Message
 from .context import RunContext
 from .meter import OutOfReservation
@@ -46,7 +48,7 @@ def uses_reward_model(ctx: RunContext) -> bool:
 
 
 def reward_messages(messages: list[Message], candidate: str) -> list[Message]:
-    problem = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") != "system")
+    problem = conversation_text(messages)
     return [
         {"role": "system", "content": REWARD_SYSTEM},
         {"role": "user", "content": f"## Problem\n{problem}\n\n## Candidate answer\n{candidate}"},

@@ -28,9 +28,11 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field, ValidationError
 
+from contracts.prompts import prompt_text
+
 from .base import Completion, Message, StrategyInfo, StrategyResult
 from .best_of_n import sample_and_select
-from .common import finish, user_prompt
+from .common import finish
 from .context import RunContext
 from .meter import OutOfReservation
 from .refine import refine_loop
@@ -108,7 +110,7 @@ def solve_messages(messages: list[Message], steps: list[Step], question: str) ->
         context = "## Solved so far\n" + context
     return [
         {"role": "system", "content": "Solve the step you are given. Be concise and end with its result."},
-        {"role": "user", "content": SOLVE_TEMPLATE.format(problem=user_prompt(messages), context=context,
+        {"role": "user", "content": SOLVE_TEMPLATE.format(problem=prompt_text(messages), context=context,
                                                            question=question)},
     ]
 
@@ -214,7 +216,7 @@ class _Plan:
 
     def decompose_messages(self) -> list[Message]:
         system = DECOMPOSE_SYSTEM.format(k=self.subproblems)
-        return [{"role": "system", "content": system}, {"role": "user", "content": user_prompt(self.messages)}]
+        return [{"role": "system", "content": system}, {"role": "user", "content": prompt_text(self.messages)}]
 
 
 def _ladder(ctx: RunContext) -> list[tuple[int, int]]:
@@ -263,7 +265,7 @@ async def run_scale(messages: list[Message], ctx: RunContext) -> StrategyResult:
     try:
         [dec] = await ctx.meter.generate(plan.decompose_messages(), 1, model=plan.planner, role="decompose",
                                          **ctx.call_params(max_tokens=ctx.spec.plan_max_tokens))
-        questions = parse_decomposition(dec.text, plan.subproblems) or [user_prompt(messages)]
+        questions = parse_decomposition(dec.text, plan.subproblems) or [prompt_text(messages)]
         await plan.release(questions, [None] * len(questions), done=0, rate=plan.uses_llm_rating)
         ratings = await _rate(plan, questions)
         # Unknown difficulty counts as hard: under-spending on a hard step

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts.prompts import conversation_text
+
 from .base import Completion, Message, StrategyError
 from .context import RunContext
 from .meter import OutOfReservation
@@ -61,7 +63,7 @@ JUDGE_SYSTEM = (
 
 
 def judge_messages(messages: list[Message], candidates: list[str]) -> list[Message]:
-    problem = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") != "system")
+    problem = conversation_text(messages)
     body = "\n\n".join(f"### Candidate {i + 1}\n{c}" for i, c in enumerate(candidates))
     return [
         {"role": "system", "content": JUDGE_SYSTEM},

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contracts.answers import normalize_math
+
 from .base import Completion
-from .extractors import get_extractor, normalize_math
+from .extractors import get_extractor
 
 
 def answer_key(completion: Completion, extractor: str = "auto") -> str | None:

@@ -1,26 +1,25 @@
-"""`ttc strategies ...`: the strategies package's CLI, with live models from a gateway config."""
+"""`ttc strategies ...`: the strategies lab's commands, with live models from a gateway config."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
-from strategies.cli import app, set_live_backend
+from strategies import Generator
 
 from gateway.config import load_config
 
 
-def live_generator(config_path: str) -> Any:
-    """A Generator over the config's models, called directly (no tenant, no ledger: offline jobs)."""
-    from gateway.strategy_runner import GatewayGenerator
-    from gateway.upstream import Upstreams
+class GatewayLabBackend:
+    """strategies.lab.cli.LabBackend over a gateway config: a Generator over its first chat model,
+    called directly (no tenant, no ledger: offline jobs)."""
 
-    config = load_config(config_path)
-    chat_models = [m for m in config.models if m.mode == "chat"]
-    if not chat_models:
-        raise SystemExit(f"{config_path} defines no chat models")
-    return GatewayGenerator(config, Upstreams(), chat_models[0])
+    def generator(self, config: Path) -> Generator:
+        from gateway.pipeline.calls import UpstreamCalls
+        from gateway.pipeline.generator import GatewayGenerator
+        from gateway.upstream import Upstreams
 
-
-set_live_backend(live_generator)
-
-__all__ = ["app"]
+        cfg = load_config(config)
+        chat_models = [m for m in cfg.models if m.mode == "chat"]
+        if not chat_models:
+            raise SystemExit(f"{config} defines no chat models")
+        return GatewayGenerator(UpstreamCalls(cfg, Upstreams()), chat_models[0])

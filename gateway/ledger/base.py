@@ -7,60 +7,19 @@ so that thousands of reserve/settle pairs never drift by rounding.
 from __future__ import annotations
 
 import logging
-import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
-from .windows import WINDOWS, Window
-
-if TYPE_CHECKING:
-    from .policy import Policy
+from .amounts import WindowLimit, from_micro, to_micro, to_micro_ceil
+from .policy import Policy
+from .windows import Window
 
 log = logging.getLogger("gateway.ledger")
-
-MICRO = 1_000_000
-
-
-def _finite(usd: float) -> float:
-    if not math.isfinite(usd):
-        raise ValueError(f"amount must be finite, got {usd!r}")
-    return usd
-
-
-def to_micro(usd: float) -> int:
-    """Dollars -> integer micro-dollars (half-up)."""
-    return round(_finite(usd) * MICRO)
-
-
-def to_micro_ceil(usd: float) -> int:
-    """Dollars -> integer micro-dollars, rounded up: a reservation is never smaller than asked.
-
-    Rounding a hold half-up would leave it up to half a micro-dollar short of the worst case it
-    was asked to cover; on cheap models (a few micro-dollars a call) a strategy then finds its
-    own hold too small for the calls it planned. The 1e-6 slack absorbs float noise such as
-    15.000000000002 micro-dollars."""
-    return math.ceil(_finite(usd) * MICRO - 1e-6)
-
-
-def from_micro(micro: int | float) -> float:
-    return round(int(micro) / MICRO, 6)
-
-
-@dataclass(frozen=True)
-class WindowLimit:
-    window: Window
-    limit_usd: float
-
-    def __post_init__(self) -> None:
-        if self.window not in WINDOWS:
-            raise ValueError(f"unknown window {self.window!r}; expected one of {', '.join(WINDOWS)}")
-        if not self.limit_usd >= 0:
-            raise ValueError(f"limit_usd must be >= 0, got {self.limit_usd!r}")
-
 
 @dataclass(frozen=True)
 class BudgetScope:
@@ -150,7 +109,18 @@ class RateLimitExceeded(LedgerError):
 
 
 class LedgerUnavailable(LedgerError):
-    pass
+    """The store did not answer (in time). ``maybe_applied`` says whether the operation may
+    still have taken effect there (its command was sent, or it was cut off mid-way): a reserve
+    that failed that way may have left a hold nobody owns, which the spool then cancels by id."""
+
+    def __init__(self, message: str = "budget ledger unavailable", *, maybe_applied: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
+
+
+def new_reservation_id() -> str:
+    """Client-generated, so that every operation on a hold can be retried or replayed safely."""
+    return os.urandom(16).hex()  # as unique as uuid4, without building a UUID object
 
 
 class WindowUsage(BaseModel):
@@ -195,30 +165,50 @@ class Ledger(ABC):
     * ``reserve`` checks, in one atomic step, every tenant window and every key window:
       ``spent + live reservations + amount <= limit``, and ``amount <= max_cost_per_request``;
       then reserves ``amount`` in all of them. All or nothing.
-    * A reservation expires ``ttl_s`` after it was made (default ``reservation_ttl_s``); an expired
-      reservation stops counting, so a crashed gateway's money returns to the window.
+    * A reservation expires ``ttl_s`` after it was made (default ``reservation_ttl_s``). An expired
+      reservation stops counting as reserved and, with ``expired_holds: charge`` (the default), is
+      charged its full amount: its gateway crashed or lost the store mid-call, and the upstream
+      may have billed the call. Spend then never falls below what was billed, and never passes
+      the limit (the amount fitted when it was reserved). A later settle for the same hold
+      corrects that charge to the actual cost, a later release refunds it (both once, within
+      ``closed_retention_s``). With ``expired_holds: refund`` the money returns to the window.
     * ``settle`` charges the actual cost to the calendar buckets that were current **when the
       reservation was made** (``hold.created_at``). Reservation and charge therefore hit the same
       bucket, which keeps ``spent <= limit`` per bucket even when a request straddles midnight.
     """
 
     @abstractmethod
-    async def reserve(self, scope: BudgetScope, amount_usd: float, *, ttl_s: float | None = None) -> Hold:
-        """Atomically check all windows and reserve. Raises BudgetExceeded / LedgerUnavailable."""
+    async def reserve(
+        self, scope: BudgetScope, amount_usd: float, *, ttl_s: float | None = None, reservation_id: str | None = None
+    ) -> Hold:
+        """Atomically check all windows and reserve. Raises BudgetExceeded / LedgerUnavailable.
+
+        ``reservation_id`` (default: a new one) lets the caller cancel a reserve whose outcome it
+        never learned: a ``release`` of that id drops the hold, or, arriving first, keeps the
+        reserve from ever taking effect.
+        """
 
     @abstractmethod
     async def settle(self, hold: Hold, actual_usd: float) -> float:
         """Charge ``actual_usd``, drop the reservation, count one settled request.
 
         The charge may exceed the hold (tokenizer mismatch): it is charged in full and the
-        overage is logged as a warning. A hold that already expired is still charged (the
-        upstream call did happen). Idempotent: returns the amount charged by *this* call, so a
-        second settle (or a settle after ``release``) charges nothing and returns 0.0.
+        overage is logged as a warning. A hold that already expired is still charged the actual
+        cost: its worst-case expiry charge is corrected to it, or, if the store no longer knows
+        the hold at all (refund mode, or a store that lost it in a crash), it is charged as a
+        standalone charge to the buckets of ``hold.created_at``. Idempotent: returns the amount
+        this hold is charged, the first time; a second settle (or a settle after ``release``)
+        changes nothing and returns 0.0.
         """
 
     @abstractmethod
     async def release(self, hold: Hold) -> None:
-        """Drop the reservation without charging. Idempotent; a no-op after settle."""
+        """Drop the reservation without charging (refunding an expiry charge, if it had one).
+        Idempotent; a no-op after settle. Releasing an id the store has not seen yet keeps a
+        reserve with that id from taking effect later."""
+
+    async def start(self) -> None:
+        """Start background work (a wrapper's spool replay); the runtime calls it once."""
 
     @abstractmethod
     async def usage(self, scope: BudgetScope) -> TenantUsage:
@@ -301,7 +291,18 @@ def log_overage(hold: Hold, charged_micro: int, status: str) -> None:
         )
     if status == "late":
         log.warning(
-            "ledger: tenant=%s reservation=%s settled after its TTL expired; charged anyway",
+            "ledger: tenant=%s reservation=%s settled after its TTL expired, unknown to the store; "
+            "charged $%.6f as a standalone charge",
             hold.tenant_id,
             hold.reservation_id,
+            from_micro(charged_micro),
+        )
+    elif status == "corrected":
+        log.warning(
+            "ledger: tenant=%s reservation=%s settled after its TTL expired; its worst-case charge "
+            "of $%.6f corrected to $%.6f",
+            hold.tenant_id,
+            hold.reservation_id,
+            from_micro(held),
+            from_micro(charged_micro),
         )

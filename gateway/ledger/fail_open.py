@@ -13,7 +13,14 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from .base import BudgetScope, Hold, Ledger, LedgerUnavailable, TenantUsage, WindowLimit
+from .amounts import WindowLimit
+from .base import (
+    BudgetScope,
+    Hold,
+    Ledger,
+    LedgerUnavailable,
+    TenantUsage,
+)
 from .policy import Policy
 
 log = logging.getLogger("gateway.ledger")
@@ -44,9 +51,11 @@ class FailOpenLedger(Ledger):
         else:
             self._suppressed += 1
 
-    async def reserve(self, scope: BudgetScope, amount_usd: float, *, ttl_s: float | None = None) -> Hold:
+    async def reserve(
+        self, scope: BudgetScope, amount_usd: float, *, ttl_s: float | None = None, reservation_id: str | None = None
+    ) -> Hold:
         try:
-            return await self.inner.reserve(scope, amount_usd, ttl_s=ttl_s)
+            return await self.inner.reserve(scope, amount_usd, ttl_s=ttl_s, reservation_id=reservation_id)
         except LedgerUnavailable as e:
             self._loud(f"reserve for tenant {scope.tenant_id!r}", e)
             now = time.time()
@@ -62,7 +71,8 @@ class FailOpenLedger(Ledger):
 
     async def settle(self, hold: Hold, actual_usd: float) -> float:
         # An unenforced hold has no reservation in the store; settling it still records the
-        # spend if the store is back by now (the settle path charges holds it does not know).
+        # spend if the store is back by now (the settle path charges holds it does not know), or
+        # later, from the spool, when the inner ledger spools (the default; see spooled.py).
         try:
             return await self.inner.settle(hold, actual_usd)
         except LedgerUnavailable as e:
@@ -115,6 +125,9 @@ class FailOpenLedger(Ledger):
 
     async def ping(self) -> None:
         await self.inner.ping()  # health checks must still see the outage
+
+    async def start(self) -> None:
+        await self.inner.start()
 
     async def close(self) -> None:
         await self.inner.close()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote
 
-from .base import WindowLimit, to_micro
+from .amounts import WindowLimit, to_micro
 from .windows import WINDOWS, Window
 
 

@@ -13,27 +13,29 @@ idempotent on the client-generated reservation id, which makes the one automatic
 Time comes from the calling replica's clock (passed to the scripts), not from Redis TIME, so that
 tests can inject a clock and both backends share one notion of "now". Replicas therefore need
 NTP-synchronised clocks; a skew of s seconds shifts window boundaries and hold expiry by s.
+The one exception is a reserve's deadline: the moment this replica gives up waiting for it,
+which the script compares with Redis TIME, so that a reserve reaching a stalled Redis after the
+client gave up is refused rather than left as a hold nobody settles. A Redis clock found running
+ahead is learned from its refusals; one running behind lets such a reserve land up to the skew
+late, and the spool's cancel-by-id (spooled.py) then drops it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import BusyLoadingError, NoScriptError, RedisError, ResponseError
+from redis.exceptions import BusyLoadingError, RedisError, ResponseError
 
 from . import resp, scripts
+from .redis_client import AnyRedis, ScriptClient, _Script, is_cluster_url, make_client
+from .amounts import WindowLimit, from_micro
 from .base import (
     BudgetExceeded,
     BudgetScope,
@@ -42,11 +44,10 @@ from .base import (
     LedgerUnavailable,
     RateLimitExceeded,
     TenantUsage,
-    WindowLimit,
     check_amount,
     check_ttl,
-    from_micro,
     log_overage,
+    new_reservation_id,
     window_usage,
 )
 from .policy import (
@@ -64,46 +65,6 @@ log = logging.getLogger("gateway.ledger")
 
 Clock = Callable[[], float]
 T = TypeVar("T")
-AnyRedis = aioredis.Redis | RedisCluster
-ScriptClient = AnyRedis | resp.LeanRedis
-
-
-class _Script:
-    """EVALSHA with a fallback to EVAL when the server lost its script cache (restart,
-    failover, SCRIPT FLUSH, or a Cluster node seeing the script for the first time)."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    async def __call__(self, client: ScriptClient, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            # EVAL runs the script and caches it on that node, so later calls are one trip again.
-            return await client.eval(self.source, len(keys), *keys, *args)
-
-
-def is_cluster_url(url: str) -> bool:
-    return url.split("://", 1)[0].endswith("+cluster")
-
-
-def make_client(settings: LedgerSettings) -> AnyRedis:
-    assert settings.redis_url is not None
-    url = settings.redis_url
-    common: dict[str, Any] = {
-        "decode_responses": True,
-        "socket_timeout": settings.redis_socket_timeout_s,
-        "socket_connect_timeout": settings.redis_connect_timeout_s,
-        "max_connections": settings.redis_max_connections,
-        # One immediate retry covers a connection the server closed while idle (e.g. after a
-        # restart); anything beyond that must surface quickly as LedgerUnavailable.
-        "retry": Retry(NoBackoff(), 1),
-    }
-    if is_cluster_url(url) or settings.cluster:
-        scheme, rest = url.split("://", 1)
-        return RedisCluster.from_url(f"{scheme.removesuffix('+cluster')}://{rest}", **common)
-    return aioredis.Redis.from_url(url, **common)
 
 
 @lru_cache(maxsize=4096)
@@ -111,6 +72,20 @@ def _spent_keys_of_minute(base: str, minute: int) -> tuple[list[str], list[str]]
     # Bucket boundaries are whole minutes (see windows.all_buckets). Callers must not mutate.
     ids = [bid for bid, _ in all_buckets(minute * 60.0).values()]
     return [f"{base}:s:{bid}" for bid in ids], ids
+
+
+def _bucket_expiry_ms(created_at: float, grace_s: float) -> tuple[int, ...]:
+    return _bucket_expiry_of_minute(int(created_at // 60), grace_s)
+
+
+@lru_cache(maxsize=1024)
+def _bucket_expiry_of_minute(minute: int, grace_s: float) -> tuple[int, ...]:
+    """When each spent bucket of that minute may vanish: its end, one window length, and grace."""
+    return tuple(-1 if end is None else int((end + window_length_s(w) + grace_s) * 1000)
+                 for w, (_, end) in all_buckets(minute * 60.0).items())
+
+
+_DEADLINE_ARG = 13  # position of the deadline among RESERVE's ARGV (ARGV[14])
 
 
 class RedisLedger(Ledger):
@@ -140,6 +115,7 @@ class RedisLedger(Ledger):
         # connections. So the first call initialises it alone (see _ensure_initialized).
         self._initialized = not isinstance(self._client, RedisCluster)
         self._init_lock: asyncio.Lock | None = None
+        self._redis_ahead_s = 0.0  # how far Redis's clock runs ahead of ours, once a refusal showed it
         self._reserve = _Script(scripts.RESERVE)
         self._settle = _Script(scripts.SETTLE)
         self._release = _Script(scripts.RELEASE)
@@ -172,7 +148,7 @@ class RedisLedger(Ledger):
                 await self._client.initialize()
                 self._initialized = True
 
-    async def _do(self, fn: Callable[[], Awaitable[T]]) -> T:
+    async def _do(self, fn: Callable[[], Awaitable[T]], timeout_s: float | None = None) -> T:
         """Run one Redis call, mapping every transport-level failure to LedgerUnavailable.
 
         Unexpected replies (ResponseError, e.g. OOM or a script bug) map there too: when in
@@ -181,28 +157,36 @@ class RedisLedger(Ledger):
         try:
             if not self._initialized:
                 await self._ensure_initialized()
-            return await fn()
+            if timeout_s is None:
+                return await fn()
+            async with asyncio.timeout(timeout_s):
+                return await fn()
         except (TimeoutError, RedisError, OSError) as e:
             if isinstance(e, ResponseError) and not isinstance(e, BusyLoadingError):
                 # Not a transport problem: OOM, READONLY after a failover, or a bug. Say so.
                 log.error("ledger: Redis refused a command: %s", e)
-            raise LedgerUnavailable(f"budget ledger (Redis) unavailable: {type(e).__name__}: {e}") from e
+            raise LedgerUnavailable(
+                f"budget ledger (Redis) unavailable: {type(e).__name__}: {e}",
+                maybe_applied=not isinstance(e, (resp.CommandNotSent, BusyLoadingError)),
+            ) from e
 
     async def _call(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return await self._do(lambda: script(self._scripts_client, keys, args))
 
     # -- budgets ----------------------------------------------------------------------------
 
-    async def reserve(self, scope: BudgetScope, amount_usd: float, *, ttl_s: float | None = None) -> Hold:
+    async def reserve(
+        self, scope: BudgetScope, amount_usd: float, *, ttl_s: float | None = None, reservation_id: str | None = None
+    ) -> Hold:
         amount = check_amount(amount_usd, round_up=True)
         ttl = check_ttl(self._settings.reservation_ttl_s if ttl_s is None else ttl_s)
         now = self._clock()
-        rid = os.urandom(16).hex()  # as unique as uuid4, without building a UUID object
+        rid = reservation_id or new_reservation_id()
         spent_keys, bucket_ids = self._spent_keys(scope.tenant_id, now)
         policy = policy_from(scope.windows, scope.max_cost_per_request_usd)
         key_windows = policy_from(scope.key_windows, None).windows
-        res = await self._call(
-            self._reserve,
+        retention = self._settings.closed_retention_s
+        res = await self._reserve_in_time(
             [*self._tenant_keys(scope.tenant_id), *spent_keys],
             [
                 int(now * 1000),
@@ -213,8 +197,15 @@ class RedisLedger(Ledger):
                 encode_policy(policy),
                 encode_windows(key_windows),
                 *bucket_ids,
+                -1,  # the deadline, set per attempt
+                "c" if self._settings.expired_holds == "charge" else "r",
+                int((now + ttl + retention) * 1000),  # an expiry charge stays correctable until then
+                *_bucket_expiry_ms(now, max(ttl, retention)),  # as settle would set them
             ],
         )
+        if res[0] in ("late", "gone"):
+            why = "reached Redis after this replica gave up on it" if res[0] == "late" else "was cancelled"
+            raise LedgerUnavailable(f"budget ledger (Redis): the reservation {why}", maybe_applied=False)
         if res[0] != "ok":
             _, who, window, limit, remaining = res
             raise BudgetExceeded(
@@ -235,6 +226,27 @@ class RedisLedger(Ledger):
             remaining_after_usd=from_micro(int(res[1])) if len(res) > 1 and int(res[1]) >= 0 else None,
         )
 
+    async def _reserve_in_time(self, keys: list[str], args: list[Any]) -> Any:
+        """RESERVE, given up after ``redis_socket_timeout_s`` in all (reconnect included), with
+        that moment (less a margin for the reply's way back) sent along as its deadline."""
+        budget = self._settings.redis_socket_timeout_s
+        give_up = time.time() + budget - min(0.2, budget / 10)
+
+        async def attempt() -> Any:
+            res: Any = None
+            for _ in range(2):
+                args[_DEADLINE_ARG] = int((give_up + self._redis_ahead_s) * 1000)
+                res = await self._reserve(self._scripts_client, keys, args)
+                if res[0] != "late" or time.time() >= give_up:
+                    return res
+                # Refused as late though our deadline has not passed: Redis's clock is ahead.
+                self._redis_ahead_s = int(res[1]) / 1000 - time.time()
+                log.warning("ledger: Redis's clock runs %.3f s ahead of this replica's; reserve deadlines "
+                            "now allow for it (check NTP)", self._redis_ahead_s)
+            return res
+
+        return await self._do(attempt, timeout_s=budget)
+
     def _closed_until_ms(self, hold: Hold, now: float) -> int:
         return int((max(now, hold.expires_at) + self._settings.closed_retention_s) * 1000)
 
@@ -244,9 +256,7 @@ class RedisLedger(Ledger):
         # Charge the buckets current at reservation time (see Ledger docstring).
         spent_keys, _ = self._spent_keys(hold.tenant_id, hold.created_at)
         grace = max(hold.expires_at - hold.created_at, self._settings.closed_retention_s)
-        expire_at = []
-        for w, (_, end) in all_buckets(hold.created_at).items():
-            expire_at.append(-1 if end is None else int((end + window_length_s(w) + grace) * 1000))
+        expire_at = _bucket_expiry_ms(hold.created_at, grace)
         t = self._tenant_keys(hold.tenant_id)
         charged, status = await self._call(
             self._settle,

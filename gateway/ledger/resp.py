@@ -35,6 +35,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 LEAN_SCHEMES = frozenset({"redis", "unix"})
 
 
+class CommandNotSent(RedisConnectionError):
+    """No connection could be made, so the command never left this process: it certainly did
+    not run (unlike a timeout or a connection lost after sending, where it may have)."""
+
+
 def supports(url: str) -> bool:
     """Plain-TCP and unix-socket standalone URLs; TLS and Cluster stay on redis-py."""
     return urlsplit(url).scheme in LEAN_SCHEMES
@@ -133,14 +138,23 @@ class LeanRedis:
         packed = hiredis.pack_command(command)
         try:
             return await self._round_trip(packed)
-        except (RedisConnectionError, RedisTimeoutError):
+        except (RedisConnectionError, RedisTimeoutError) as error:
             # Most often a connection the server closed while idle (restart, timeout, failover).
+            sent = not isinstance(error, CommandNotSent)
+        try:
             return await self._round_trip(packed)
+        except CommandNotSent as error:
+            if sent:  # the first attempt went out and may have run: the outcome is unknown
+                raise RedisConnectionError(f"{error} (after a first attempt that may have run)") from error
+            raise
 
     async def _round_trip(self, packed: bytes) -> Any:
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
-            protocol = await self._connect()
+            try:
+                protocol = await self._connect()
+            except (RedisConnectionError, RedisTimeoutError) as error:
+                raise CommandNotSent(str(error)) from error
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         protocol.send(packed, future)
@@ -212,4 +226,4 @@ class LeanRedis:
             self._protocol = None
 
 
-__all__ = ["LeanRedis", "supports"]
+__all__ = ["CommandNotSent", "LeanRedis", "supports"]

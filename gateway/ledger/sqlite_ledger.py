@@ -15,12 +15,12 @@ import asyncio
 import logging
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .amounts import WindowLimit, from_micro
 from .base import (
     BudgetExceeded,
     BudgetScope,
@@ -29,66 +29,22 @@ from .base import (
     LedgerUnavailable,
     RateLimitExceeded,
     TenantUsage,
-    WindowLimit,
     WindowUsage,
     check_amount,
     check_ttl,
-    from_micro,
     log_overage,
+    new_reservation_id,
     window_usage,
 )
 from .policy import Policy, decode_policy, encode_policy, escape, policy_from
+from . import sqlite_queries as queries
 from .settings import LedgerSettings
-from .windows import all_buckets, window_length_s
+from .windows import all_buckets
 
 log = logging.getLogger("gateway.ledger")
 
 Clock = Callable[[], float]
 T = TypeVar("T")
-
-RATE_WINDOW_S = 60.0
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS limits(
-  tenant TEXT PRIMARY KEY,
-  policy TEXT NOT NULL
-) WITHOUT ROWID;
--- field: 't' tenant spend, 'k:<key>' key spend, 'n' settled requests (day buckets).
-CREATE TABLE IF NOT EXISTS spent(
-  tenant TEXT NOT NULL, bucket TEXT NOT NULL, field TEXT NOT NULL,
-  amount INTEGER NOT NULL, expires_at REAL,
-  PRIMARY KEY(tenant, bucket, field)
-) WITHOUT ROWID;
--- Live reservations, and running totals per reserved field ('t:<bucket>' / 'k:<key>:<bucket>')
--- so that a reserve reads one row per window however many holds are live (as in Redis).
-CREATE TABLE IF NOT EXISTS holds(
-  tenant TEXT NOT NULL, rid TEXT NOT NULL, amount INTEGER NOT NULL,
-  fields TEXT NOT NULL, expires_at REAL NOT NULL,
-  PRIMARY KEY(tenant, rid)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS holds_by_expiry ON holds(tenant, expires_at);
-CREATE TABLE IF NOT EXISTS reserved(
-  tenant TEXT NOT NULL, field TEXT NOT NULL, amount INTEGER NOT NULL,
-  PRIMARY KEY(tenant, field)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS closed(
-  tenant TEXT NOT NULL, rid TEXT NOT NULL, until REAL NOT NULL,
-  PRIMARY KEY(tenant, rid)
-) WITHOUT ROWID;
--- Idempotence markers are purged by age on every call: that needs its own index.
-CREATE INDEX IF NOT EXISTS closed_by_until ON closed(tenant, until);
--- The sliding rate-limit log, plus its running sums so that admission is O(1) per request
--- rather than a SUM over the whole minute (the same design as the Redis scripts).
-CREATE TABLE IF NOT EXISTS ratesum(
-  tenant TEXT PRIMARY KEY, requests INTEGER NOT NULL, tokens INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS ratelog(
-  tenant TEXT NOT NULL, ts REAL NOT NULL, id TEXT NOT NULL,
-  requests INTEGER NOT NULL, tokens INTEGER NOT NULL,
-  PRIMARY KEY(tenant, ts, id)
-) WITHOUT ROWID;
-"""
-
 
 class SqliteLedger(Ledger):
     def __init__(self, settings: LedgerSettings, *, clock: Clock = time.time) -> None:
@@ -127,7 +83,8 @@ class SqliteLedger(Ledger):
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self._settings.sqlite_synchronous}")
-                conn.executescript(_SCHEMA)
+                conn.executescript(queries.SCHEMA)
+                queries.migrate(conn)
                 return
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or time.monotonic() > deadline:
@@ -142,7 +99,7 @@ class SqliteLedger(Ledger):
             out = fn(conn, now)
             self._ops += 1
             if self._ops % 1000 == 0:
-                self._vacuum_expired(conn, now)
+                queries.vacuum_expired(conn, now)
             conn.execute("COMMIT")
             return out
         except BaseException:
@@ -152,110 +109,40 @@ class SqliteLedger(Ledger):
 
     async def _run(self, fn: Callable[[sqlite3.Connection, float], T]) -> T:
         if self._closed:
-            raise LedgerUnavailable("budget ledger is closed")
+            raise LedgerUnavailable("budget ledger is closed", maybe_applied=False)
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, self._tx, fn)
         except sqlite3.DatabaseError as e:
-            # "database is locked" after the busy timeout, disk full, unreadable file...
-            raise LedgerUnavailable(f"budget ledger (SQLite {self._path}) unavailable: {e}") from e
-
-    @staticmethod
-    def _vacuum_expired(conn: sqlite3.Connection, now: float) -> None:
-        # Housekeeping across all tenants, amortised over many operations.
-        conn.execute("DELETE FROM spent WHERE expires_at IS NOT NULL AND expires_at < ?", (now,))
-        for (tenant,) in conn.execute("SELECT DISTINCT tenant FROM holds WHERE expires_at <= ?", (now,)).fetchall():
-            SqliteLedger._purge(conn, tenant, now)
-        conn.execute("DELETE FROM closed WHERE until < ?", (now,))
-        stale = conn.execute("SELECT DISTINCT tenant FROM ratelog WHERE ts <= ?", (now - RATE_WINDOW_S,)).fetchall()
-        for (tenant,) in stale:
-            SqliteLedger._slide(conn, tenant, now)
-
-    @staticmethod
-    def _slide(conn: sqlite3.Connection, tenant: str, now: float) -> tuple[int, int]:
-        """Drop log entries older than the window, keep the sums in step; return the sums."""
-        cutoff = now - RATE_WINDOW_S
-        n, req, tok = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(requests), 0), COALESCE(SUM(tokens), 0) FROM ratelog "
-            "WHERE tenant = ? AND ts <= ?",
-            (tenant, cutoff),
-        ).fetchone()
-        if n:
-            conn.execute("DELETE FROM ratelog WHERE tenant = ? AND ts <= ?", (tenant, cutoff))
-            conn.execute(
-                "UPDATE ratesum SET requests = requests - ?, tokens = tokens - ? WHERE tenant = ?", (req, tok, tenant)
-            )
-        row = conn.execute("SELECT requests, tokens FROM ratesum WHERE tenant = ?", (tenant,)).fetchone()
-        return (0, 0) if row is None else (int(row[0]), int(row[1]))
-
-    @staticmethod
-    def _log_rate(conn: sqlite3.Connection, tenant: str, now: float, requests: int, tokens: int) -> None:
-        conn.execute(
-            "INSERT INTO ratelog(tenant, ts, id, requests, tokens) VALUES (?, ?, ?, ?, ?)",
-            (tenant, now, uuid.uuid4().hex, requests, tokens),
-        )
-        conn.execute(
-            "INSERT INTO ratesum(tenant, requests, tokens) VALUES (?, ?, ?) ON CONFLICT(tenant) DO UPDATE SET "
-            "requests = requests + excluded.requests, tokens = tokens + excluded.tokens",
-            (tenant, requests, tokens),
-        )
-
-    # -- shared pieces ----------------------------------------------------------------------
-
-    @staticmethod
-    def _policy(conn: sqlite3.Connection, scope: BudgetScope) -> Policy:
-        row = conn.execute("SELECT policy FROM limits WHERE tenant = ?", (scope.tenant_id,)).fetchone()
-        if row is not None:
-            return decode_policy(row[0])
-        return policy_from(scope.windows, scope.max_cost_per_request_usd)
-
-    @staticmethod
-    def _spent(conn: sqlite3.Connection, tenant: str, bucket: str, field: str) -> int:
-        row = conn.execute(
-            "SELECT amount FROM spent WHERE tenant = ? AND bucket = ? AND field = ?", (tenant, bucket, field)
-        ).fetchone()
-        return 0 if row is None else int(row[0])
-
-    @staticmethod
-    def _reserved(conn: sqlite3.Connection, tenant: str, field: str) -> int:
-        row = conn.execute("SELECT amount FROM reserved WHERE tenant = ? AND field = ?", (tenant, field)).fetchone()
-        return 0 if row is None else int(row[0])
-
-    @staticmethod
-    def _drop_hold(conn: sqlite3.Connection, tenant: str, rid: str, amount: int, fields: str) -> None:
-        """Delete a hold and take its amount out of every field it reserved in."""
-        conn.execute("DELETE FROM holds WHERE tenant = ? AND rid = ?", (tenant, rid))
-        for field in filter(None, fields.split("|")):
-            conn.execute(
-                "UPDATE reserved SET amount = amount - ? WHERE tenant = ? AND field = ?", (amount, tenant, field)
-            )
-        conn.execute("DELETE FROM reserved WHERE tenant = ? AND amount <= 0", (tenant,))
-
-    @staticmethod
-    def _purge(conn: sqlite3.Connection, tenant: str, now: float) -> None:
-        """Expired holds stop counting: this is how a crashed gateway's money comes back."""
-        for rid, amount, fields in conn.execute(
-            "SELECT rid, amount, fields FROM holds WHERE tenant = ? AND expires_at <= ?", (tenant, now)
-        ).fetchall():
-            SqliteLedger._drop_hold(conn, tenant, rid, amount, fields)
-        conn.execute("DELETE FROM closed WHERE tenant = ? AND until < ?", (tenant, now))
+            # "database is locked" after the busy timeout, disk full, unreadable file... The
+            # transaction was rolled back, so nothing of it took effect.
+            raise LedgerUnavailable(f"budget ledger (SQLite {self._path}) unavailable: {e}", maybe_applied=False) from e
 
     def _closed_until(self, hold: Hold, now: float) -> float:
         return max(now, hold.expires_at) + self._settings.closed_retention_s
 
     # -- budgets ----------------------------------------------------------------------------
 
-    async def reserve(self, scope: BudgetScope, amount_usd: float, *, ttl_s: float | None = None) -> Hold:
+    async def reserve(
+        self, scope: BudgetScope, amount_usd: float, *, ttl_s: float | None = None, reservation_id: str | None = None
+    ) -> Hold:
         amount = check_amount(amount_usd, round_up=True)
         ttl = check_ttl(self._settings.reservation_ttl_s if ttl_s is None else ttl_s)
-        rid = uuid.uuid4().hex
+        rid = reservation_id or new_reservation_id()
         tenant = scope.tenant_id
         key_windows = policy_from(scope.key_windows, None).windows
         key = escape(scope.key_id) if scope.key_id else None
+        on_expiry = self._settings.expired_holds
 
         def op(conn: sqlite3.Connection, now: float) -> Hold:
-            self._purge(conn, tenant, now)
-            policy = self._policy(conn, scope)
+            queries.purge(conn, tenant, now)
+            seen = queries.known(conn, tenant, rid)
+            if seen == "closed":  # cancelled (released) before this reserve ran: it must not take effect
+                raise LedgerUnavailable("budget ledger (SQLite): the reservation was cancelled", maybe_applied=False)
+            if seen == "live":  # a retry of a reserve that did run
+                return Hold(reservation_id=rid, tenant_id=tenant, amount_usd=from_micro(amount), key_id=scope.key_id,
+                            created_at=now, expires_at=now + ttl)
+            policy = queries.policy_of(conn, scope)
             if policy.cap is not None and amount > policy.cap:
                 raise BudgetExceeded(
                     window="request",
@@ -274,8 +161,8 @@ class SqliteLedger(Ledger):
                 for w, limit in windows:
                     bid = buckets[w][0]
                     field = prefix + bid
-                    spent = self._spent(conn, tenant, bid, spent_field)
-                    reserved = self._reserved(conn, tenant, field)
+                    spent = queries.spent(conn, tenant, bid, spent_field)
+                    reserved = queries.reserved(conn, tenant, field)
                     if spent + reserved + amount > limit:
                         raise BudgetExceeded(
                             window=w,
@@ -289,8 +176,10 @@ class SqliteLedger(Ledger):
                     tightest = left if tightest is None else min(tightest, left)
             expires = now + ttl
             conn.execute(
-                "INSERT INTO holds(tenant, rid, amount, fields, expires_at) VALUES (?, ?, ?, ?, ?)",
-                (tenant, rid, amount, "|".join(fields), expires),
+                "INSERT INTO holds(tenant, rid, amount, fields, expires_at, created_at, key, on_expiry, forget_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (tenant, rid, amount, "|".join(fields), expires, now, key, on_expiry,
+                 expires + self._settings.closed_retention_s),
             )
             conn.executemany(
                 "INSERT INTO reserved(tenant, field, amount) VALUES (?, ?, ?) "
@@ -316,35 +205,9 @@ class SqliteLedger(Ledger):
         grace = max(hold.expires_at - hold.created_at, self._settings.closed_retention_s)
 
         def op(conn: sqlite3.Connection, now: float) -> tuple[int, str]:
-            self._purge(conn, tenant, now)
-            if conn.execute("SELECT 1 FROM closed WHERE tenant = ? AND rid = ?", (tenant, rid)).fetchone():
-                return 0, "dup"
-            row = conn.execute(
-                "SELECT amount, fields FROM holds WHERE tenant = ? AND rid = ?", (tenant, rid)
-            ).fetchone()
-            status = "late"  # the hold expired (and was purged) before this settle
-            if row is not None:
-                self._drop_hold(conn, tenant, rid, row[0], row[1])
-                status = "ok"
-            rows = []
-            # Charge the buckets current at reservation time (see Ledger docstring).
-            for w, (bid, end) in all_buckets(hold.created_at).items():
-                exp = None if end is None else end + window_length_s(w) + grace
-                rows.append((tenant, bid, "t", actual, exp))
-                if key is not None:
-                    rows.append((tenant, bid, f"k:{key}", actual, exp))
-                if w == "day":
-                    rows.append((tenant, bid, "n", 1, exp))
-            conn.executemany(
-                "INSERT INTO spent(tenant, bucket, field, amount, expires_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(tenant, bucket, field) DO UPDATE SET amount = amount + excluded.amount, "
-                "expires_at = excluded.expires_at",
-                rows,
-            )
-            conn.execute(
-                "INSERT INTO closed(tenant, rid, until) VALUES (?, ?, ?)", (tenant, rid, self._closed_until(hold, now))
-            )
-            return actual, status
+            queries.purge(conn, tenant, now)
+            # Charged to the buckets current at reservation time (see Ledger docstring).
+            return queries.settle(conn, tenant, rid, key, hold.created_at, grace, actual, self._closed_until(hold, now))
 
         charged, status = await self._run(op)
         if status == "dup":
@@ -356,16 +219,8 @@ class SqliteLedger(Ledger):
         tenant, rid = hold.tenant_id, hold.reservation_id
 
         def op(conn: sqlite3.Connection, now: float) -> None:
-            self._purge(conn, tenant, now)
-            if conn.execute("SELECT 1 FROM closed WHERE tenant = ? AND rid = ?", (tenant, rid)).fetchone():
-                return
-            row = conn.execute("SELECT amount, fields FROM holds WHERE tenant = ? AND rid = ?", (tenant, rid)).fetchone()
-            if row is not None:
-                self._drop_hold(conn, tenant, rid, row[0], row[1])
-            # Remember the release so that a settle racing behind it cannot charge a cancelled call.
-            conn.execute(
-                "INSERT INTO closed(tenant, rid, until) VALUES (?, ?, ?)", (tenant, rid, self._closed_until(hold, now))
-            )
+            queries.purge(conn, tenant, now)
+            queries.release(conn, tenant, rid, self._closed_until(hold, now))
 
         await self._run(op)
 
@@ -374,23 +229,23 @@ class SqliteLedger(Ledger):
         key = escape(scope.key_id) if scope.key_id else None
 
         def op(conn: sqlite3.Connection, now: float) -> TenantUsage:
-            self._purge(conn, tenant, now)
+            queries.purge(conn, tenant, now)
             buckets = all_buckets(now)
-            policy = self._policy(conn, scope)
+            policy = queries.policy_of(conn, scope)
 
             def rows(spent_field: str, prefix: str, windows: Sequence[tuple[Any, int]]) -> list[WindowUsage]:
                 out = []
                 for w, limit in windows:
                     bid = buckets[w][0]
-                    spent = self._spent(conn, tenant, bid, spent_field)
-                    reserved = self._reserved(conn, tenant, prefix + bid)
+                    spent = queries.spent(conn, tenant, bid, spent_field)
+                    reserved = queries.reserved(conn, tenant, prefix + bid)
                     out.append(window_usage(w, limit, spent, reserved))
                 return out
 
             return TenantUsage(
                 tenant=tenant,
                 windows=rows("t", "t:", policy.windows),
-                requests=self._spent(conn, tenant, buckets["day"][0], "n"),
+                requests=queries.spent(conn, tenant, buckets["day"][0], "n"),
                 key_id=scope.key_id,
                 key_windows=(
                     rows(f"k:{key}", f"k:{key}:", policy_from(scope.key_windows, None).windows) if key else []
@@ -436,7 +291,7 @@ class SqliteLedger(Ledger):
         est = max(0, int(estimated_tokens))
 
         def op(conn: sqlite3.Connection, now: float) -> tuple[str, float] | None:
-            req, tok = self._slide(conn, tenant_id, now)
+            req, tok = queries.slide(conn, tenant_id, now)
             tok = max(0, tok)
             if rpm is not None and req + 1 > rpm:
                 need, seen = req + 1 - rpm, 0
@@ -445,11 +300,11 @@ class SqliteLedger(Ledger):
                 ):
                     seen += n
                     if seen >= need:
-                        return "rpm", ts + RATE_WINDOW_S - now
-                return "rpm", RATE_WINDOW_S
+                        return "rpm", ts + queries.RATE_WINDOW_S - now
+                return "rpm", queries.RATE_WINDOW_S
             if tpm is not None:
                 if est > tpm:
-                    return "tpm", RATE_WINDOW_S
+                    return "tpm", queries.RATE_WINDOW_S
                 if tok + est > tpm:
                     freed = 0
                     for ts, n in conn.execute(
@@ -457,9 +312,9 @@ class SqliteLedger(Ledger):
                     ):
                         freed += n
                         if tok - freed + est <= tpm:
-                            return "tpm", ts + RATE_WINDOW_S - now
-                    return "tpm", RATE_WINDOW_S
-            self._log_rate(conn, tenant_id, now, 1, est)
+                            return "tpm", ts + queries.RATE_WINDOW_S - now
+                    return "tpm", queries.RATE_WINDOW_S
+            queries.log_rate(conn, tenant_id, now, 1, est)
             return None
 
         denied = await self._run(op)
@@ -474,8 +329,8 @@ class SqliteLedger(Ledger):
             return
 
         def op(conn: sqlite3.Connection, now: float) -> None:
-            self._slide(conn, tenant_id, now)
-            self._log_rate(conn, tenant_id, now, 0, delta)
+            queries.slide(conn, tenant_id, now)
+            queries.log_rate(conn, tenant_id, now, 0, delta)
 
         await self._run(op)
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price map: prices come from our config
+import litellm
 
-import litellm  # noqa: E402
-
-from gateway.config import ModelConfig  # noqa: E402
-from gateway.upstream.base import Json  # noqa: E402
-from gateway.upstream.errors import UpstreamError, classify_status  # noqa: E402
-from gateway.upstream.local_provider import register_local_provider  # noqa: E402
+from gateway.config import ModelConfig
+from gateway.upstream.base import Json
+from gateway.upstream.errors import UpstreamError, classify_status
+from gateway.upstream.local_provider import register_local_provider
 
 litellm.telemetry = False
 litellm.suppress_debug_info = True

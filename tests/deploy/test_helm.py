@@ -260,10 +260,19 @@ def test_redis_url_from_an_existing_secret(rendered: dict[str, RenderedChart]) -
 def test_secrets_stay_out_of_the_configmap(rendered: dict[str, RenderedChart]) -> None:
     chart = rendered["everything-on"]
     secret = chart.one("Secret")
-    assert secret["stringData"] == {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "sk-ant"}
+    assert secret["stringData"] == {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "sk-ant",
+                                    "TTC_METRICS_TOKEN": "metrics-demo-change-me"}
     config_text = chart.one("ConfigMap")["data"]["config.yaml"]
-    assert "sk-test" not in config_text
+    assert "sk-test" not in config_text and "metrics-demo-change-me" not in config_text
     assert "os.environ/OPENAI_API_KEY" in config_text
+
+
+def test_metrics_need_the_token_the_service_monitor_presents(rendered: dict[str, RenderedChart]) -> None:
+    chart = rendered["everything-on"]
+    assert gateway_config(chart)["server"]["metrics_token"] == "os.environ/TTC_METRICS_TOKEN"
+    (endpoint,) = chart.one("ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": chart.one("Secret")["metadata"]["name"], "key": "TTC_METRICS_TOKEN"}}
+    assert "TTC_METRICS_TOKEN" in chart.one("Secret")["stringData"]
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,13 +10,11 @@ import openai
 import pytest
 import yaml
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-from bench.fake_upstream import FakeUpstream  # noqa: E402
-from gateway.app import create_app  # noqa: E402
-from gateway.auth import hash_key  # noqa: E402
-from gateway.runtime import ConfigSource  # noqa: E402
-from tests.support.servers import ThreadedServer  # noqa: E402
+from gateway.app import create_app
+from gateway.auth import hash_key
+from gateway.runtime import ConfigSource
+from testkit.fake_upstream import FakeUpstream
+from testkit.servers import ThreadedServer
 
 TENANT_KEY = "sk-test-tenant-a"
 OTHER_KEY = "sk-test-tenant-b"
@@ -97,7 +94,7 @@ def gateway(fake_upstream: ThreadedServer, start_gateway: Callable[[dict[str, An
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    from tests.support.redis_server import RedisServer
+    from testkit.redis_server import RedisServer
 
     with RedisServer() as server:
         yield server.url

@@ -12,8 +12,8 @@ import openai
 import pytest
 
 from gateway.auth import hash_key
+from testkit.servers import ThreadedServer
 from tests.gateway.conftest import ADMIN_KEY, OTHER_KEY, TENANT_KEY, RunningGateway, base_config, fake_model
-from tests.support.servers import ThreadedServer
 
 MESSAGES = [{"role": "user", "content": "one two three four five"}]  # fake upstream: 8 prompt tokens
 PROMPT_TOKENS = 8

@@ -14,8 +14,8 @@ import openai
 import pytest
 import yaml
 
+from testkit.servers import ThreadedServer
 from tests.gateway.conftest import TENANT_KEY
-from tests.support.servers import ThreadedServer
 
 pytestmark = pytest.mark.slow
 

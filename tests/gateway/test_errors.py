@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
+from testkit.servers import ThreadedServer, free_port
 from tests.gateway.conftest import OTHER_KEY, TENANT_KEY, RunningGateway, base_config, fake_model
-from tests.support.servers import ThreadedServer, free_port
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import yaml
 
+from testkit.servers import ProcessServer, ThreadedServer, free_port, ttc_command
 from tests.gateway.conftest import TENANT_KEY, base_config, fake_model
-from tests.support.servers import ProcessServer, ThreadedServer, free_port, ttc_command
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def ledger_totals(db: Path) -> tuple[float, float]:
     import asyncio
 
     from gateway.ledger import LedgerSettings, SqliteLedger
-    from gateway.ledger.base import BudgetScope, WindowLimit
+    from gateway.ledger import BudgetScope, WindowLimit
 
     async def read() -> tuple[float, float]:
         ledger = SqliteLedger(LedgerSettings(path=str(db)))

@@ -20,9 +20,9 @@ import openai
 import pytest
 import yaml
 
+from testkit.redis_server import RedisServer
+from testkit.servers import ProcessServer, ThreadedServer, free_port, ttc_command
 from tests.gateway.conftest import ADMIN_KEY, TENANT_KEY, base_config, fake_model
-from tests.support.redis_server import RedisServer
-from tests.support.servers import ProcessServer, ThreadedServer, free_port, ttc_command
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.servers import ThreadedServer
+from testkit.servers import ThreadedServer
 
 pytestmark = pytest.mark.slow
 

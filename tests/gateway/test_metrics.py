@@ -11,8 +11,8 @@ import httpx
 import openai
 import pytest
 
+from testkit.servers import ThreadedServer
 from tests.gateway.conftest import RunningGateway, base_config, fake_model
-from tests.support.servers import ThreadedServer
 
 
 def sample(text: str, name: str, **labels: str) -> float:

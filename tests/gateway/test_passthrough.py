@@ -10,8 +10,8 @@ import httpx
 import openai
 import pytest
 
+from testkit.servers import ThreadedServer
 from tests.gateway.conftest import TENANT_KEY, RunningGateway, base_config, fake_model
-from tests.support.servers import ThreadedServer
 
 MESSAGES = [{"role": "user", "content": "what is the weather"}]
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}}}}]

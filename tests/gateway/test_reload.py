@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from gateway.auth import hash_key
+from testkit.servers import ProcessServer, ThreadedServer, free_port, ttc_command
 from tests.gateway.conftest import base_config, fake_model
-from tests.support.servers import ProcessServer, ThreadedServer, free_port, ttc_command
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from gateway.strategy_runner import difficulty_fn_for
-from strategies.budget import InMemoryBudget
+from gateway.pipeline.plan import difficulty_fn_for
+from strategies.lab.budget import InMemoryBudget
 from strategies.runner import run_strategy
 from strategies.spec import TTCSpec
 from tests.strategies.fakes import ScriptedGenerator

@@ -15,8 +15,8 @@ import openai
 import pytest
 import yaml
 
+from testkit.servers import ProcessServer, ThreadedServer, free_port, ttc_command
 from tests.gateway.conftest import TENANT_KEY, base_config, fake_model
-from tests.support.servers import ProcessServer, ThreadedServer, free_port, ttc_command
 
 pytestmark = pytest.mark.slow
 
@@ -153,3 +153,36 @@ def test_collect_runs_real_local_models_through_the_upstream_layer(tmp_path: Pat
         price_in, price_out = (0.05, 0.10) if row["model"] == "smollm2-135m" else (0.10, 0.20)
         assert row["score"] in (0.0, 1.0)
         assert row["cost_usd"] == pytest.approx((row["prompt_tokens"] * price_in + row["completion_tokens"] * price_out) / 1e6)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_auto_with_a_strategy_predicts_once_and_says_which_router(stream: bool, artifact: Path, fake_upstream: ThreadedServer,
+                                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.app import create_app
+    from gateway.runtime import ConfigSource
+    from router.api import LearnedRouter
+
+    config = base_config(fake_upstream.url, tmp_path)
+    config["models"] = [fake_model(name, fake_upstream.url, "fake") for name in LOCAL_MODELS]
+    config["tenants"][0]["allowed_models"] = ["*"]
+    config["router"] = {"artifact": str(artifact)}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    predicted: list[int] = []
+    with ThreadedServer(create_app(ConfigSource(str(path)))) as server:
+        # Counted from here: loading the artifact warms the embedder with one prediction.
+        original = LearnedRouter.predict
+        monkeypatch.setattr(LearnedRouter, "predict", lambda self, prompts: predicted.append(len(prompts)) or original(self, prompts))
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key=TENANT_KEY, max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "What is 7 times 6?"}], max_tokens=4, stream=stream,
+            extra_body={"ttc": {"strategy": "best_of_n", "n": 2}})
+        if stream:
+            chunks = list(raw.parse())
+            ttc = next(c.model_extra["ttc"] for c in chunks if (c.model_extra or {}).get("ttc"))
+        else:
+            ttc = raw.parse().model_extra["ttc"]
+        assert ttc["strategy"]["name"] == "best_of_n" and len(ttc["calls"]) == 2
+        assert raw.headers["x-ttc-router-model"] == ttc["router"]["model"] in LOCAL_MODELS
+        assert raw.headers["x-ttc-router-version"] == str(ttc["router"]["version"])
+    assert predicted == [1]  # one prompt, predicted once: routing's prediction is the difficulty

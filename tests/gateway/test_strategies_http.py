@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
+from testkit.servers import ThreadedServer
 from tests.gateway.conftest import ADMIN_KEY, RunningGateway, base_config, fake_model
-from tests.support.servers import ThreadedServer
 
 MESSAGES = [{"role": "user", "content": "What is 2 plus 2?"}]
 

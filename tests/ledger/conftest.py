@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.ledger import Ledger, LedgerSettings, RedisLedger, SqliteLedger
-from tests.support.redis_server import RedisClusterServer, RedisServer
+from testkit.redis_server import RedisClusterServer, RedisServer
 
 # Fake clocks start in the future: Redis key expiries (PEXPIREAT) are computed from the ledger's
 # clock but enforced by the server's real clock, so a fake time in the past would expire keys

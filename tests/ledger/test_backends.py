@@ -19,7 +19,7 @@ from gateway.ledger import (
     make_ledger,
 )
 from gateway.ledger.redis_ledger import is_cluster_url
-from tests.support.redis_server import RedisServer
+from testkit.redis_server import RedisServer
 
 
 async def test_make_ledger_selects_backend(tmp_path: Path, redis_server: RedisServer) -> None:

@@ -22,7 +22,7 @@ from gateway.ledger import (
     RedisLedger,
     WindowLimit,
 )
-from tests.support.redis_server import RedisClusterServer
+from testkit.redis_server import RedisClusterServer
 
 from .conftest import FakeClock
 

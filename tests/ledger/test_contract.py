@@ -150,8 +150,8 @@ async def test_release_returns_money(make_ledger: LedgerFactory) -> None:
     assert (u.windows[0].spent_usd, u.windows[0].reserved_usd, u.requests) == (0.7, 0.0, 1)
 
 
-async def test_reservation_ttl_expiry_returns_money(make_ledger: LedgerFactory, clock: FakeClock) -> None:
-    ledger = await make_ledger(clock=clock, reservation_ttl_s=30)
+async def test_reservation_ttl_expiry_returns_money_in_refund_mode(make_ledger: LedgerFactory, clock: FakeClock) -> None:
+    ledger = await make_ledger(clock=clock, reservation_ttl_s=30, expired_holds="refund")
     s = scope(("day", 1.0))
     await ledger.reserve(s, 0.6)  # default TTL from settings
     await ledger.reserve(s, 0.3, ttl_s=90)  # explicit TTL
@@ -280,8 +280,8 @@ async def test_calendar_window_rollover(
     with pytest.raises(BudgetExceeded):
         await ledger.reserve(s, 0.1)
     clock.advance(step.total_seconds())
-    if window == "total":  # never resets (the straddling hold has long expired by now)
-        assert (await ledger.usage(s)).windows[0].spent_usd == 0.9
+    if window == "total":  # never resets (the straddling hold has long expired, charged its amount)
+        assert (await ledger.usage(s)).windows[0].spent_usd == 1.0
         with pytest.raises(BudgetExceeded):
             await ledger.reserve(s, 0.2)
         return

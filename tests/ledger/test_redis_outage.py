@@ -18,7 +18,7 @@ from gateway.ledger import (
     WindowLimit,
     make_ledger,
 )
-from tests.support.redis_server import RedisServer
+from testkit.redis_server import RedisServer
 
 SCOPE = BudgetScope("acme", (WindowLimit("day", 1.0),))
 
@@ -117,7 +117,7 @@ async def test_fail_open_admits_and_logs_loudly(
 
 
 async def test_unreachable_at_startup_is_unavailable_not_a_crash() -> None:
-    from tests.support.redis_server import free_port
+    from testkit.redis_server import free_port
 
     ledger = RedisLedger(
         LedgerSettings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_connect_timeout_s=1.0)

@@ -14,10 +14,10 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.ledger import LedgerSettings, LedgerUnavailable, RedisLedger
-from gateway.ledger.base import BudgetScope, WindowLimit
+from gateway.ledger import BudgetScope, WindowLimit
 from gateway.ledger.redis_ledger import _Script
 from gateway.ledger.resp import LeanRedis, supports
-from tests.support.redis_server import RedisServer
+from testkit.redis_server import RedisServer
 
 ECHO = "return {ARGV[1], tonumber(ARGV[2]) * 2}"
 # Busy-waits ARGV[1] milliseconds inside Redis (DEBUG SLEEP is not allowed in scripts).
@@ -109,7 +109,7 @@ async def test_a_server_that_stops_answering_times_out_then_service_resumes(serv
 
 
 async def test_nothing_listening_is_a_connection_error() -> None:
-    from tests.support.redis_server import free_port
+    from testkit.redis_server import free_port
 
     lean = LeanRedis(f"redis://127.0.0.1:{free_port()}/0", socket_timeout_s=1.0, connect_timeout_s=1.0)
     with pytest.raises(RedisConnectionError):

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from router.importers import run_import
-from router.outcomes import OutcomeRow, read_outcomes
+from contracts.outcomes import OutcomeRow, read_outcomes
+from router.lab.importers import run_import
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from router import Candidate, NoKnownCandidateError, artifact_fingerprint, load_router
+from contracts.outcomes import OutcomeRow
 from router.features import PromptFeaturizer
 from router.features.sentence import resolve_model_path
 from router.features.static import StaticEmbedder
-from router.importers import read_prices
-from router.outcomes import OutcomeRow
+from router.lab.importers import read_prices
+from router.lab.train import TrainConfig, train_router
 from router.predictors.quality import PerModelLogistic, SharedFactorModel
-from router.train import TrainConfig, train_router
 
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from router.collect import CompletionOutcome, LabeledPrompt, collect, load_labeled_prompts
-from router.graders import choice, contains, exact, extract_number, numeric, resolve_grader
+from router.lab.cli import Models, make_app
+from router.lab.collect import CompletionOutcome, LabeledPrompt, collect, load_labeled_prompts
+from router.lab.graders import choice, contains, exact, numeric, resolve_grader
 
 
 def test_numeric_grader_gsm8k_and_last_number() -> None:
@@ -20,7 +21,12 @@ def test_numeric_grader_gsm8k_and_last_number() -> None:
     assert numeric("It is 17.", ref) == 0.0
     assert numeric("The answer is \\boxed{2.5}", "2.5") == 1.0
     assert numeric("no number here", ref) == 0.0
-    assert extract_number("#### -3") == -3.0
+    assert numeric("#### -3", "-3") == 1.0
+    # Where the router's old copy disagreed with the strategies' reader: the answer a model
+    # states, not its trailing chatter; a nested \frac in the box; a fraction reference.
+    assert numeric("The answer is 11. Then 3 more people came.", "#### 11") == 1.0
+    assert numeric("so \\boxed{\\frac{1}{2}}", "0.5") == 1.0
+    assert numeric("x = 0.333333", "1/3") == 1.0
 
 
 def test_choice_exact_contains() -> None:
@@ -99,23 +105,54 @@ def test_load_labeled_prompts_formats(tmp_path: Path) -> None:
     assert items[1].answer == "3.0" and items[1].id == "s1"
 
 
-def make_fake() -> FakeUpstream:
-    """Factory used by the CLI test (`--completer tests.router.test_collect:make_fake`)."""
-    return FakeUpstream()
+class FakeBackend:
+    """router.lab.cli.RouterBackend over FakeUpstream, standing in for the gateway's."""
+
+    def __init__(self) -> None:
+        self.opened: list[Path] = []
+
+    def open_models(self, config: Path) -> Models:
+        if not config.exists():
+            raise ValueError(f"config {config} not found")
+        self.opened.append(config)
+        return Models(complete=FakeUpstream(), chat_models=("big", "small"))
 
 
-def test_collect_cli_writes_outcome_rows(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from router.cli import app
-    from router.outcomes import read_outcomes
-
+def _prompts(tmp_path: Path) -> Path:
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"question": f"2+2? ({i})", "answer": "#### 4"}) + "\n" for i in range(3)))
+    return prompts
+
+
+def test_collect_cli_writes_outcome_rows_through_the_backend(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from contracts.outcomes import read_outcomes
+
+    backend = FakeBackend()
+    config = tmp_path / "config.yaml"
+    config.write_text("models: []\n")
     out = tmp_path / "o.jsonl"
-    res = CliRunner().invoke(app, ["collect", "--prompts", str(prompts), "--out", str(out), "--models", "big,small",
-                                   "--completer", "tests.router.test_collect:make_fake", "--grader", "numeric"])
+    res = CliRunner().invoke(make_app(backend), ["collect", "--config", str(config), "--prompts", str(_prompts(tmp_path)),
+                                                 "--out", str(out), "--grader", "numeric"])
     assert res.exit_code == 0, res.output
+    assert backend.opened == [config]
     rows = read_outcomes(out)
-    assert len(rows) == 6
+    assert len(rows) == 6  # every chat model by default
     assert sorted({(r.model, r.score) for r in rows}) == [("big", 1.0), ("small", 0.0)]
+    res = CliRunner().invoke(make_app(backend), ["collect", "--config", str(config), "--prompts", str(_prompts(tmp_path)),
+                                                 "--out", str(out), "--models", "big,huge"])
+    assert res.exit_code == 2 and "huge" in res.output
+    res = CliRunner().invoke(make_app(backend), ["collect", "--config", str(tmp_path / "nope.yaml"), "--prompts",
+                                                 str(_prompts(tmp_path)), "--out", str(out)])
+    assert res.exit_code == 2 and "not found" in res.output
+
+
+def test_collect_without_a_backend_says_where_to_run_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    out = tmp_path / "o.jsonl"
+    res = CliRunner().invoke(make_app(), ["collect", "--config", str(tmp_path / "c.yaml"), "--prompts",
+                                          str(_prompts(tmp_path)), "--out", str(out)])
+    assert res.exit_code == 2 and "ttc router collect" in res.output
+    assert not out.exists()

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from router.importers import SOURCES, read_prices, run_import
-from router.importers.base import split_by_prompt
-from router.outcomes import OutcomeRow, prompt_key, read_outcomes
+from contracts.outcomes import OutcomeRow, read_outcomes
+from router.lab.importers import SOURCES, read_prices, run_import
+from router.lab.importers.base import split_by_prompt
+from router.lab.outcomes import prompt_key
 from router.tokens import DEFAULT_COMPLETION_TOKENS
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"

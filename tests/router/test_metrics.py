@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router import metrics
+from router.lab import metrics
 
 
 def test_hull_drops_dominated_and_flattens_after_max() -> None:

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contracts.outcomes import OutcomeRow
+from contracts.prices import Price
 from router.api import load_router
 from router.features import PromptFeaturizer, build_featurizer
 from router.features import onnx as onnx_mod
 from router.features.onnx import OnnxEmbedder, onnx_model_file
 from router.features.sentence import SentenceEmbedder
-from router.importers.base import Price
-from router.outcomes import OutcomeRow
-from router.train import TrainConfig, train_router
+from router.lab.train import TrainConfig, train_router
 
 PROMPTS = [
     "What is 17 times 23?",

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from router.lab.selection import select_and_fit
 from router.predictors.head import QualityHead
 from router.predictors.length import LengthModel, fit_length_model
-from router.predictors.quality import PerModelLogistic, SharedFactorModel, fit_new_model, select_and_fit
+from router.predictors.quality import PerModelLogistic, SharedFactorModel, fit_new_model
 
 
 def _synthetic(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,18 +9,21 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from router.cli import app
-from router.evaluate import LeakageError, evaluate
+from contracts.outcomes import OutcomeRow, write_outcomes
+from contracts.prices import Price
 from router.features import PromptFeaturizer
 from router.features.aux import aux_key, drop_excluded, fit_aux, gsm8k_solution_targets
 from router.features.sentence import resolve_model_path
 from router.features.static import StaticEmbedder
 from router.features.task_prior import fit_task_prior, out_of_fold
-from router.importers.base import Price
-from router.outcomes import OutcomeRow, write_outcomes
+from router.lab.cli import make_app
+from router.lab.evaluate import LeakageError, evaluate
+from router.lab.selection import select_and_fit
+from router.lab.train import TrainConfig, train_router
 from router.predictors.head import QualityHead
-from router.predictors.quality import PerModelLogistic, select_and_fit
-from router.train import TrainConfig, train_router
+from router.predictors.quality import PerModelLogistic
+
+app = make_app()  # no gateway backend: every command but collect
 
 
 def _tasks_data(n: int = 300, seed: int = 0) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contracts.outcomes import OutcomeRow
+from contracts.prices import Price
 from router.api import load_router
 from router.features import PromptFeaturizer
 from router.features.bow import fit_token_bag
 from router.features.sentence import resolve_model_path
 from router.features.static import StaticEmbedder
-from router.importers.base import Price
-from router.outcomes import OutcomeRow
-from router.train import TrainConfig, train_router
+from router.lab.train import TrainConfig, train_router
 
 NOUNS = ["apple", "river", "garden", "window", "castle", "pencil", "forest", "bottle", "engine", "ticket",
          "violin", "carpet", "rocket", "basket", "mirror", "island", "candle", "helmet", "jacket", "ladder"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strategies.base import Completion, Hold, Message
-from strategies.budget import InMemoryBudget
+from strategies.lab.budget import InMemoryBudget
 
 Script = list[str] | Callable[[list[Message], int], str]
 

@@ -1,6 +1,6 @@
 """Adaptive: plans from difficulty, stops early on decisive or hopeless votes, verifier stop."""
 
-from strategies.budget import InMemoryBudget
+from strategies.lab.budget import InMemoryBudget
 from strategies.policy import ConsistencyPolicy, TablePolicy, checkpoints
 from strategies.runner import run_strategy
 from strategies.spec import TTCSpec

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from strategies.arith_check import check_arithmetic
-from strategies.reliability import ReliabilityModel, fit_reliability, prompt_numbers
+from strategies.lab.fit_value_policy import fit_reliability
+from strategies.reliability import ReliabilityModel, prompt_numbers
 
 PROMPT = "Tom has 3 apples and buys 4 bags of 2 apples each. How many apples does he have?"
 

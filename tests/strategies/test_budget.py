@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from strategies.base import Hold, InsufficientBudget
-from strategies.budget import InMemoryBudget
+from strategies.lab.budget import InMemoryBudget
 from strategies.policy import ConsistencyPolicy
 from strategies.runner import run_strategy
 from strategies.spec import TTCSpec

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from strategies.base import StrategyError
-from strategies.budget import InMemoryBudget
+from strategies.lab.budget import InMemoryBudget
 from strategies.escalation import (
     FEATURES,
     EscalationModel,
     answer_features,
-    fit_escalation,
 )
+from strategies.lab.fit_escalation import fit_escalation
 from strategies.runner import run_strategy
 from strategies.spec import TTCSpec
 

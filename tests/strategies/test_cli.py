@@ -4,10 +4,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from strategies.cli import app
+from strategies.lab.cli import NoLiveModels, make_app
 from strategies.policy import load_policy
 
 RUNNER = CliRunner()
+app = make_app(NoLiveModels())
 
 
 def write_replay(path: Path) -> None:

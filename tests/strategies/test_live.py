@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from strategies.live import Prompt, evaluate_live, grade, load_prompts, load_shots, record
-from strategies.replay import load_replay
+from strategies.lab.live import Prompt, evaluate_live, grade, load_prompts, load_shots, record
+from strategies.lab.replay import load_replay
 from strategies.spec import TTCSpec
 
 from .fakes import ScriptedGenerator

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from strategies.evaluation import cross_fit, cross_fit_value, to_policy_problem
-from strategies.policy import SimResult, StoppingPolicy, simulate_per_problem
-from strategies.replay import ReplayProblem, load_replay
+from strategies.lab.evaluation import cross_fit, cross_fit_value, to_policy_problem
+from strategies.lab.replay import ReplayProblem, load_replay
+from strategies.lab.simulate import SimResult, simulate_per_problem
+from strategies.stopping import StoppingPolicy
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "smollm2_mawps_singleop_16.jsonl"
 SEEDS = 20
@@ -32,7 +33,7 @@ GRID = [-1.0, 0.0, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.075, 0.09, 0.1, 
 FAMILY = {"objective": "agreement", "state": "vote", "difficulty_bins": 3, "rel_tolerance": 0.01, "thresholds": GRID}
 
 
-class _Fixed:
+class _Fixed(StoppingPolicy):
     def __init__(self, k: int) -> None:
         self.max_n, self.schedule = k, [k]
 
@@ -89,7 +90,7 @@ def test_adaptive_learned_policy_keeps_accuracy_and_saves_tokens_on_held_out_fol
 
 @pytest.fixture(scope="module")
 def value_held_out(problems: list[ReplayProblem]) -> tuple[SimResult, SimResult]:
-    # The benchmark's headline settings (bench/strategies_live.py): token budget 0.30, 40 draw orders.
+    # The benchmark's headline settings (bench/strategies/live.py): token budget 0.30, 40 draw orders.
     lookup, policies = cross_fit_value(problems, folds=5, seed=0, max_n=N, perms=40, token_budget=0.30)
     assert len({id(p) for p in policies}) == 5
     return run({p.id: lookup(p) for p in problems}, problems), run(_Fixed(N), problems)

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from strategies.policy import (
-    ConsistencyPolicy, Problem, _beta_tail_above_half, checkpoints, fit_policy, load_policy, simulate,
-)
+from strategies.lab.fit_policy import fit_policy
+from strategies.lab.simulate import Problem, simulate
+from strategies.policy import ConsistencyPolicy, _beta_tail_above_half, checkpoints, load_policy
 
 
 def test_checkpoints() -> None:
@@ -97,7 +97,7 @@ def test_policy_state_and_difficulty_survive_save_and_load(tmp_path: Path) -> No
 
 
 def test_select_policy_picks_a_family_by_inner_cv() -> None:
-    from strategies.policy import select_policy
+    from strategies.lab.fit_policy import select_policy
 
     cands = [{"objective": "agreement", "difficulty_bins": 0}, {"objective": "gain", "difficulty_bins": 2}]
     pol = select_policy(graded(0), max_n=16, candidates=cands, rel_tolerance=0.02, perms=3)
@@ -107,7 +107,7 @@ def test_select_policy_picks_a_family_by_inner_cv() -> None:
 
 
 def test_prompt_difficulty_model_ranks_by_number_size() -> None:
-    from strategies.difficulty import fit_difficulty
+    from strategies.lab.difficulty import fit_difficulty
 
     prompts = [f"Tom has {a} apples and gets {b} more. How many?" for a in range(2, 9) for b in (3, 55, 80)]
     success = [0.4 if b == 3 else 0.0 for a in range(2, 9) for b in (3, 55, 80)]

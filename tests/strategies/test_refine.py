@@ -1,4 +1,4 @@
-from strategies.budget import InMemoryBudget
+from strategies.lab.budget import InMemoryBudget
 from strategies.refine import critique_accepts
 from strategies.runner import run_strategy
 from strategies.spec import TTCSpec

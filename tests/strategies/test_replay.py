@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from strategies.base import Completion
-from strategies.convert import TOKENIZER, convert_file, load_cl100k
-from strategies.replay import ReplayExhausted, ReplayGenerator, ReplayProblem, load_replay
+from strategies.lab.convert import TOKENIZER, convert_file, load_cl100k
+from strategies.lab.replay import ReplayExhausted, ReplayGenerator, ReplayProblem, load_replay
 
 MSGS = [{"role": "user", "content": "p1"}]
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from strategies.base import Completion, Message
-from strategies.budget import InMemoryBudget
+from strategies.lab.budget import InMemoryBudget
 from strategies.context import RunContext
 from strategies.meter import Meter
 from strategies.reward import parse_reward, reward_cost

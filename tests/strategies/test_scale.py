@@ -3,7 +3,7 @@ from collections.abc import Callable
 
 import pytest
 
-from strategies.budget import InMemoryBudget
+from strategies.lab.budget import InMemoryBudget
 from strategies.runner import run_strategy
 from strategies.scale import parse_decomposition, parse_ratings
 from strategies.spec import TTCSpec

@@ -1,7 +1,7 @@
 import pytest
 
 from strategies.base import Completion, StrategyError
-from strategies.budget import InMemoryBudget
+from strategies.lab.budget import InMemoryBudget
 from strategies.context import RunContext
 from strategies.meter import Meter
 from strategies.selectors import parse_judge, select, select_majority

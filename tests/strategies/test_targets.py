@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from strategies.convert import convert_file
-from strategies.evaluation import EvalResult, cross_fit, evaluate
-from strategies.replay import ReplayProblem, load_replay
+from strategies.lab.convert import convert_file
+from strategies.lab.evaluation import EvalResult, cross_fit, evaluate
+from strategies.lab.replay import ReplayProblem, load_replay
 from strategies.spec import TTCSpec
 
 SRC = Path(__file__).resolve().parents[3] / "shared" / "data" / "math_samples" / "math_cot_100.jsonl"

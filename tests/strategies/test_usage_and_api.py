@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from strategies.base import ProgressEvent
-from strategies.budget import InMemoryBudget
+from strategies.lab.budget import InMemoryBudget
 from strategies.runner import run_strategy
 from strategies.spec import TTCSpec, TTCSpecError, forced_single_reason, parse_spec
 
@@ -91,17 +91,67 @@ async def test_tools_or_n_force_single() -> None:
     assert res.strategy.name == "single" and res.strategy.reason == reason and len(gen.calls) == 1
 
 
+STRATEGIES_ROOT = Path(__file__).resolve().parents[2] / "strategies"
+
+
+def imported_modules(path: Path, root: Path = STRATEGIES_ROOT) -> list[str]:
+    """Absolute names of every module `path` imports, anywhere in it (relative imports resolved)."""
+    package = ["strategies", *path.relative_to(root).parent.parts]
+    out: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+            # `from . import lab` imports a module by its alias name.
+            out += [base] + [f"{base}.{a.name}" for a in node.names]
+    return out
+
+
+def runtime_modules(root: Path = STRATEGIES_ROOT) -> list[Path]:
+    """Everything serving may import: `strategies/` outside `strategies/lab/`. `__main__`
+    (`python -m strategies`, the lab's CLI without a gateway) is an entry point, never imported."""
+    return [p for p in root.rglob("*.py") if "lab" not in p.relative_to(root).parts and p.name != "__main__.py"]
+
+
 def test_strategies_never_import_gateway_or_router() -> None:
-    root = Path(__file__).resolve().parents[2] / "strategies"
-    for path in root.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            for name in names:
-                assert not name.split(".")[0] in ("gateway", "router", "redis", "httpx", "fastapi"), (path, name)
+    root = STRATEGIES_ROOT
+    for path in root.rglob("*.py"):
+        for name in imported_modules(path):
+            assert not name.split(".")[0] in ("gateway", "router", "redis", "httpx", "fastapi"), (path, name)
     out = subprocess.run(
-        [sys.executable, "-c", "import strategies, strategies.cli, sys; "
+        [sys.executable, "-c", "import strategies, strategies.lab.cli, sys; "
          "print(sorted(m for m in sys.modules if m.split('.')[0] in ('gateway','router','litellm')))"],
         capture_output=True, text=True, cwd=root.parent, check=True,
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_runtime_never_imports_the_lab() -> None:
+    runtime = runtime_modules()
+    assert {"policy.py", "adaptive.py", "runner.py"} <= {p.name for p in runtime}
+    for path in runtime:
+        for name in imported_modules(path):
+            assert name != "strategies.lab" and not name.startswith("strategies.lab."), (path, name)
+    # And at import time: loading every runtime module loads no lab module.
+    names = sorted(".".join(["strategies", *(x for x in p.relative_to(STRATEGIES_ROOT).with_suffix("").parts
+                                             if x != "__init__")]) for p in runtime)
+    out = subprocess.run(
+        [sys.executable, "-c", f"import importlib, sys; [importlib.import_module(m) for m in {names!r}]; "
+         "print(sorted(m for m in sys.modules if m.startswith('strategies.lab')))"],
+        capture_output=True, text=True, cwd=STRATEGIES_ROOT.parent, check=True,
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_import_check_sees_lab_imports_in_any_form(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("def f() -> None:\n    from .lab.cli import make_app\n")
+    (tmp_path / "b.py").write_text("from . import lab\n")
+    (tmp_path / "sub" / "c.py").write_text("from ..lab import fit_policy\nimport strategies.lab.replay\n")
+    assert "strategies.lab.cli" in imported_modules(tmp_path / "a.py", tmp_path)
+    assert "strategies.lab" in imported_modules(tmp_path / "b.py", tmp_path)
+    got = imported_modules(tmp_path / "sub" / "c.py", tmp_path)
+    assert "strategies.lab.fit_policy" in got and "strategies.lab.replay" in got

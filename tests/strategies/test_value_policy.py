@@ -3,21 +3,16 @@
 import random
 from pathlib import Path
 
-from strategies.budget import InMemoryBudget
-from strategies.evaluation import to_policy_problem
-from strategies.knn_difficulty import fit_knn_difficulty
-from strategies.policy import (
-    ConsistencyPolicy,
-    Problem,
-    load_policy,
-    simulate,
-    simulate_per_problem,
-)
-from strategies.reliability import ReliabilityModel, fit_reliability, prompt_numbers
-from strategies.replay import ReplayGenerator, ReplayProblem, ReplaySample
+from strategies.lab.budget import InMemoryBudget
+from strategies.lab.evaluation import to_policy_problem
+from strategies.lab.fit_value_policy import fit_knn_difficulty, fit_reliability, fit_value_policy
+from strategies.lab.replay import ReplayGenerator, ReplayProblem, ReplaySample
+from strategies.lab.simulate import Problem, simulate, simulate_per_problem
+from strategies.policy import ConsistencyPolicy, load_policy
+from strategies.reliability import ReliabilityModel, prompt_numbers
 from strategies.runner import run_strategy
 from strategies.spec import TTCSpec
-from strategies.value_policy import ValuePolicy, fit_value_policy
+from strategies.value_policy import ValuePolicy
 from strategies.votes import tally
 
 from .fakes import ScriptedGenerator

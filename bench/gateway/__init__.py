@@ -1,0 +1,1 @@
+"""Gateway benchmarks: overhead against LiteLLM proxy, the load generator, the ledger, local models, profiles."""

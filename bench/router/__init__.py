@@ -1,0 +1,1 @@
+"""Router benchmarks: held-out quality over seeded splits, decision latency, the cascade replay."""

@@ -1,0 +1,1 @@
+"""Test-time-compute strategy benchmarks on recorded samples: replay, live (cross-fitted) and transfer."""

@@ -1,0 +1,86 @@
+"""Upstream calls with retries and fallbacks, their failures counted: the call in
+reserve → call → record → settle. Plain requests, strategies, embeddings and the offline
+jobs all call models through this one class."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from gateway.config import GatewayConfig, ModelConfig
+from gateway.metrics import Metrics
+from gateway.upstream import Json, Upstreams, UpstreamError, call_with_fallbacks, fallback_chain, usage_of
+
+log = logging.getLogger("ttc.upstream")
+
+T = TypeVar("T")
+BodyFor = Callable[[ModelConfig], Json]
+
+
+class UpstreamCalls:
+    """Configured models as one tenant (or an offline job) may call them."""
+
+    def __init__(self, config: GatewayConfig, upstreams: Upstreams, *, allows: Callable[[str], bool] = lambda _name: True,
+                 metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.upstreams = upstreams
+        self.allows = allows
+        self.metrics = metrics
+
+    def on_error(self, model: ModelConfig, error: UpstreamError) -> None:
+        if self.metrics is not None:
+            self.metrics.upstream_errors.labels(model.name, error.kind).inc()
+        log.warning("upstream %s failed (%s): %s", model.name, error.kind, error.message)
+
+    def chain(self, model: ModelConfig) -> list[ModelConfig]:
+        """The model and its fallbacks of the same mode that the caller may use."""
+        return [m for m in fallback_chain(self.config, model) if self.allows(m.name) and m.mode == model.mode]
+
+    async def attempt(self, chain: list[ModelConfig], call: Callable[[ModelConfig], Awaitable[T]]) -> tuple[T, ModelConfig]:
+        return await call_with_fallbacks(chain, call, self.on_error)
+
+    async def complete(self, chain: list[ModelConfig], body_for: BodyFor, n: int = 1) -> tuple[Json, ModelConfig]:
+        """One chat completion with `n` choices: native `n` where the upstream has it, else `n`
+        parallel single calls merged into one response."""
+
+        async def once(model: ModelConfig) -> Json:
+            if n > 1 and not model.native_n:
+                return await self._fan_out(model, body_for, n)
+            return await self.upstreams.complete(model, body_for(model))
+
+        return await self.attempt(chain, once)
+
+    async def _fan_out(self, model: ModelConfig, body_for: BodyFor, n: int) -> Json:
+        single = {k: v for k, v in body_for(model).items() if k != "n"}
+        responses = await asyncio.gather(*(self.upstreams.complete(model, single) for _ in range(n)))
+        merged = dict(responses[0])
+        merged["choices"] = []
+        prompt = completion = 0
+        for index, response in enumerate(responses):
+            choice = dict(response["choices"][0])
+            choice["index"] = index
+            merged["choices"].append(choice)
+            p, c = usage_of(response)
+            prompt = max(prompt, p)  # the same prompt each time: an upstream with native n bills it once too
+            completion += c
+        merged["usage"] = {"prompt_tokens": prompt * n, "completion_tokens": completion, "total_tokens": prompt * n + completion}
+        return merged
+
+    async def open_stream(self, chain: list[ModelConfig], body_for: BodyFor) -> tuple[AsyncIterator[Json], Json | None, ModelConfig]:
+        """A stream whose first chunk has arrived: a failure before it can still fall back."""
+
+        async def opened(model: ModelConfig) -> tuple[AsyncIterator[Json], Json | None]:
+            iterator = self.upstreams.stream(model, body_for(model)).__aiter__()
+            try:
+                first: Json | None = await iterator.__anext__()
+            except StopAsyncIteration:
+                first = None
+            return iterator, first
+
+        (iterator, first), used = await self.attempt(chain, opened)
+        return iterator, first, used
+
+    async def embed(self, chain: list[ModelConfig], payload: Json) -> tuple[Json, ModelConfig]:
+        return await self.attempt(chain, lambda m: self.upstreams.embed(m, payload))

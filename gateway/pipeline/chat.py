@@ -1,0 +1,54 @@
+"""Chat completions through the one pipeline: plan → admit → execute → respond → observe.
+
+(Parsing and authentication happen at the HTTP edge, gateway/app.py.)
+"""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from gateway.auth import TenantPrincipal
+from gateway.errors import GatewayError
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.finish import finish
+from gateway.pipeline.plain import PlainExecutor
+from gateway.pipeline.plan import RequestPlan, plan_chat
+from gateway.pipeline.respond import json_answer, stream_answer
+from gateway.pipeline.strategy import StrategyExecutor
+from gateway.schemas import ChatCompletionRequest
+from gateway.state import GatewayState
+
+ENDPOINT = "/v1/chat/completions"
+
+
+async def admit(ctx: RequestContext, estimated_tokens: int) -> None:
+    """RPM and TPM for every request: one RPM slot per client request, whatever it runs inside."""
+    ctx.estimated_tokens = estimated_tokens
+    await ctx.account.admit(estimated_tokens)
+    ctx.admitted = True
+
+
+def executor_for(ctx: RequestContext, plan: RequestPlan) -> PlainExecutor | StrategyExecutor:
+    if plan.strategy is not None:
+        return StrategyExecutor(ctx, plan, plan.strategy)
+    return PlainExecutor(ctx, plan)
+
+
+async def chat_completion(state: GatewayState, principal: TenantPrincipal, request: ChatCompletionRequest) -> Response:
+    ctx = RequestContext.open(state, principal, ENDPOINT, request.model)
+    try:
+        plan = await plan_chat(state, principal, request)
+        ctx.model = plan.model
+        ctx.router_info = plan.router_info
+        ctx.strategy_name = plan.strategy.spec.strategy if plan.strategy else (plan.strategy_info or {}).get("name")
+        await admit(ctx, plan.estimated_tokens())
+        executor = executor_for(ctx, plan)
+        if plan.stream:
+            return stream_answer(ctx, await executor.open_stream(), plan.include_usage)
+        return json_answer(ctx, await executor.complete())
+    except GatewayError as error:
+        finish(ctx, error.status, error_code=error.code)
+        raise
+    except Exception:
+        finish(ctx, 500, error_code="internal_error")
+        raise

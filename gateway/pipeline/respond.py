@@ -1,0 +1,143 @@
+"""The respond step: headers, the `ttc` object and SSE framing, the same for every executor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from gateway.errors import GatewayError, sse_error_event
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.finish import Settle, finish
+from gateway.upstream import Json
+
+SSE_DONE = b"data: [DONE]\n\n"
+KEEPALIVE = b": keep-alive\n\n"
+STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def sse(payload: Json) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+@dataclass
+class Answer:
+    """A finished non-streamed answer: an OpenAI chat.completion body, less what this module adds."""
+
+    body: Json
+    served_model: str
+    remaining_usd: float | None
+    strategy: dict[str, Any] | None = None
+    report: dict[str, Any] = field(default_factory=dict)  # further `ttc` keys (cascade, budget_exhausted)
+    settle: Settle | None = None  # what is still held, settled after the answer is sent
+
+
+class ChunkStream(Protocol):
+    """A streamed answer as an executor produces it. `chunks()` yields chat.completion.chunk
+    payloads, or None for a keep-alive; the finishing chunk is held back in `final`, because
+    the cost rides on it. `close()` stops the upstream work and records what it used."""
+
+    served_model: str
+    strategy: dict[str, Any] | None
+    report: dict[str, Any]
+    final: Json | None
+    failure: GatewayError | None
+    settle: Settle | None
+
+    def chunks(self) -> AsyncIterator[Json | None]: ...
+
+    async def close(self) -> None: ...
+
+
+def ttc_object(ctx: RequestContext, strategy: dict[str, Any] | None, report: dict[str, Any]) -> Json:
+    account = ctx.account
+    return {
+        "router": ctx.router_info,
+        "strategy": strategy,
+        "calls": [{**call.as_dict(), "cost_usd": round(call.cost_usd, 8)} for call in account.calls],
+        "cost_usd": round(account.total_cost_usd, 8),
+        **report,
+    }
+
+
+def _router_headers(ctx: RequestContext, headers: dict[str, str]) -> dict[str, str]:
+    if ctx.router_info:
+        headers["x-ttc-router-model"] = str(ctx.router_info["model"])
+        headers["x-ttc-router-version"] = str(ctx.router_info["version"])
+    return headers
+
+
+def cost_headers(ctx: RequestContext, served_model: str, remaining_usd: float | None) -> dict[str, str]:
+    headers = {"x-ttc-cost-usd": f"{ctx.account.total_cost_usd:.8f}", "x-ttc-model": served_model}
+    if remaining_usd is not None:
+        headers["x-ttc-budget-remaining-usd"] = f"{remaining_usd:.6f}"
+    return headers
+
+
+def answer_headers(ctx: RequestContext, answer: Answer) -> dict[str, str]:
+    headers = cost_headers(ctx, answer.served_model, answer.remaining_usd)
+    if answer.strategy is not None:
+        headers["x-ttc-strategy"] = str(answer.strategy["name"])
+    if answer.report.get("budget_exhausted"):
+        headers["x-ttc-budget-exhausted"] = "true"
+    return _router_headers(ctx, headers)
+
+
+def json_answer(ctx: RequestContext, answer: Answer) -> Response:
+    body = answer.body
+    body["model"] = answer.served_model
+    body["usage"] = ctx.account.usage()
+    body["ttc"] = ttc_object(ctx, answer.strategy, answer.report)
+    headers = answer_headers(ctx, answer)
+    finish(ctx, 200, served_model=answer.served_model, settle=answer.settle)
+    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+
+
+def stream_answer(ctx: RequestContext, stream: ChunkStream, include_usage: bool) -> Response:
+    headers = _router_headers(ctx, {**STREAM_HEADERS, "x-ttc-model": stream.served_model})
+    return StreamingResponse(_frames(ctx, stream, include_usage), media_type="text/event-stream", headers=headers)
+
+
+async def _frames(ctx: RequestContext, stream: ChunkStream, include_usage: bool) -> AsyncIterator[bytes]:
+    status, first_byte_s = "499", None  # a client that leaves mid-stream
+    first: Json | None = None
+    try:
+        async for chunk in stream.chunks():
+            if first_byte_s is None:
+                first_byte_s = time.perf_counter() - ctx.started
+            if chunk is None:
+                yield KEEPALIVE
+                continue
+            first = first or chunk
+            yield sse(chunk)
+        with anyio.CancelScope(shield=True):
+            await stream.close()
+        if stream.failure is not None:
+            status = str(stream.failure.status)
+            yield sse_error_event(stream.failure)
+            return
+        final = stream.final or {"id": (first or {}).get("id", "chatcmpl-ttc"), "object": "chat.completion.chunk",
+                                 "created": int(time.time()), "model": stream.served_model, "choices": []}
+        ttc = ttc_object(ctx, stream.strategy, stream.report)
+        if include_usage:
+            yield sse(final)
+            yield sse({"id": final.get("id"), "object": "chat.completion.chunk", "created": final.get("created"),
+                       "model": stream.served_model, "choices": [], "usage": ctx.account.usage(), "ttc": ttc})
+        else:
+            final["ttc"] = ttc
+            yield sse(final)
+        status = "200"
+        yield SSE_DONE
+    finally:
+        # Runs on normal end, upstream failure and client disconnect alike; the shield keeps a
+        # cancelled (disconnected) request from skipping what it owes.
+        with anyio.CancelScope(shield=True):
+            await stream.close()
+        failure = stream.failure
+        finish(ctx, status, served_model=stream.served_model, settle=stream.settle, first_byte_s=first_byte_s,
+               error_code=failure.code if failure is not None else None)
