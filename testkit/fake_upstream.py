@@ -10,6 +10,8 @@ Behaviour is chosen by the requested model name, which keeps it stateless to dri
 - ``no-usage``: streams without a usage chunk
 - ``drip-MS``: streams one token every MS milliseconds (client-disconnect tests)
 - ``inflate``: reports three times the prompt tokens it counted (tokenizer-mismatch tests)
+- ``garbled``: answers 200 with a JSON list instead of a completion; streamed, sends a chunk that is a bare number
+- ``bad-usage``: reports negative completion tokens
 - ``tool``: answers with a tool call when tools are sent
 
 Prompt tokens are the number of whitespace-separated words in all messages, plus 3 per message.
@@ -116,6 +118,9 @@ class FakeUpstream:
         content = " ".join(["tok"] * max_tokens)
         if (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
             content = orjson.dumps({"answer": "tok"}).decode()
+        if model == "garbled" and not body.get("stream"):
+            await self._json(send, 200, [1, 2])  # a 200 that is no chat completion
+            return
         if not body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": None if tool_call else content}
             if tool_call:
@@ -123,7 +128,8 @@ class FakeUpstream:
             choices = [{"index": i, "message": message, "finish_reason": "tool_calls" if tool_call else "length"} for i in range(n)]
             await self._json(send, 200, {
                 "id": ident, "object": "chat.completion", "created": created, "model": model, "choices": choices,
-                "usage": {"prompt_tokens": prompt, "completion_tokens": n * max_tokens, "total_tokens": prompt + n * max_tokens},
+                "usage": ({"prompt_tokens": prompt, "completion_tokens": -10**7} if model == "bad-usage" else
+                          {"prompt_tokens": prompt, "completion_tokens": n * max_tokens, "total_tokens": prompt + n * max_tokens}),
             })
             return
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
@@ -138,6 +144,8 @@ class FakeUpstream:
             if drip_s:
                 await asyncio.sleep(drip_s)
             await send(event({"choices": [{"index": i, "delta": {"content": piece}, "finish_reason": None} for i in range(n)]}))
+        if model == "garbled":  # a chunk that is no chunk, mid-stream
+            await send({"type": "http.response.body", "body": b"data: 5\n\n", "more_body": True})
         await send(event({"choices": [{"index": i, "delta": {}, "finish_reason": "length"} for i in range(n)]}))
         if model != "no-usage" and (body.get("stream_options") or {}).get("include_usage"):
             await send(event({"choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": n * max_tokens, "total_tokens": prompt + n * max_tokens}}))

@@ -11,28 +11,21 @@ from gateway.config import GatewayConfig, load_config
 
 
 def upstream_completer(config: GatewayConfig) -> Complete:
-    """router.lab.collect's `complete` callable over the config's models (retries, fallbacks, our prices)."""
-    from gateway.accounting import output_cap
-    from gateway.tokens import count_text_tokens
-    from gateway.upstream import Upstreams, call_with_fallbacks, fallback_chain, usage_of
+    """router.lab.collect's `complete` callable: one call to a configured model through the
+    gateway's upstream layer (retries, fallbacks, our prices), with no tenant and no ledger."""
+    from gateway.pipeline.calls import UpstreamCalls
+    from gateway.pipeline.generator import GatewayGenerator
+    from gateway.upstream import Upstreams
 
-    upstreams = Upstreams()
+    calls = UpstreamCalls(config, Upstreams())
 
     async def complete(model_name: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionOutcome:
         model = config.model(model_name)
         if model is None:
             raise KeyError(f"model {model_name!r} is not in the config")
-        response, used = await call_with_fallbacks(
-            fallback_chain(config, model),
-            lambda m: upstreams.complete(m, {"messages": messages, "max_tokens": output_cap(m, max_tokens)}),
-            lambda _m, _e: None,
-        )
-        text = str(((response.get("choices") or [{}])[0].get("message") or {}).get("content") or "")
-        prompt_tokens, completion_tokens = usage_of(response)
-        if not response.get("usage"):
-            completion_tokens = count_text_tokens(used.litellm_params.model, text)
-        return CompletionOutcome(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                 cost_usd=used.price.cost_usd(prompt_tokens, completion_tokens))
+        (answer,) = await GatewayGenerator(calls, model).generate(list(messages), 1, max_tokens=max_tokens, role="collect")
+        return CompletionOutcome(text=answer.text, prompt_tokens=answer.prompt_tokens,
+                                 completion_tokens=answer.completion_tokens, cost_usd=answer.cost_usd)
 
     return complete
 

@@ -13,9 +13,10 @@ idempotent on the client-generated reservation id, which makes the one automatic
 Time comes from the calling replica's clock (passed to the scripts), not from Redis TIME, so that
 tests can inject a clock and both backends share one notion of "now". Replicas therefore need
 NTP-synchronised clocks; a skew of s seconds shifts window boundaries and hold expiry by s.
-The one exception is a reserve's deadline: the moment this replica gives up waiting for it,
-which the script compares with Redis TIME, so that a reserve reaching a stalled Redis after the
-client gave up is refused rather than left as a hold nobody settles. A Redis clock found running
+The one exception is a reserve's deadline (``redis_socket_timeout_s`` after it is issued, when
+this replica stops waiting for its first attempt), which the script compares with Redis TIME, so
+that a reserve reaching a stalled Redis after that is refused rather than left as a hold nobody
+settles. A Redis clock found running
 ahead is learned from its refusals; one running behind lets such a reserve land up to the skew
 late, and the spool's cancel-by-id (spooled.py) then drops it.
 """
@@ -79,6 +80,13 @@ def _bucket_expiry_ms(created_at: float, grace_s: float) -> tuple[int, ...]:
 
 
 @lru_cache(maxsize=1024)
+def _buckets_csv(minute: int, grace_s: float) -> str:
+    """The bucket ids and their expire-at times of that minute, as a hold's record carries them."""
+    ids = ",".join(bid for bid, _ in all_buckets(minute * 60.0).values())
+    return f"{ids};{','.join(map(str, _bucket_expiry_of_minute(minute, grace_s)))}"
+
+
+@lru_cache(maxsize=1024)
 def _bucket_expiry_of_minute(minute: int, grace_s: float) -> tuple[int, ...]:
     """When each spent bucket of that minute may vanish: its end, one window length, and grace."""
     return tuple(-1 if end is None else int((end + window_length_s(w) + grace_s) * 1000)
@@ -95,11 +103,12 @@ class RedisLedger(Ledger):
         *,
         clock: Clock = time.time,
         client: AnyRedis | None = None,
+        wall_clock: Clock = time.time,  # real time, for reserve deadlines even under a test clock
     ) -> None:
         if settings.redis_url is None and client is None:
             raise ValueError("RedisLedger needs settings.redis_url")
         self._settings = settings
-        self._clock = clock
+        self._clock, self._wall_clock = clock, wall_clock
         self._client: AnyRedis = client if client is not None else make_client(settings)
         # Every Lua script call (reserve and settle on each request, and the rest) takes the lean
         # pipelined client where it applies; plain commands, and TLS or Cluster URLs, stay on redis-py.
@@ -148,7 +157,7 @@ class RedisLedger(Ledger):
                 await self._client.initialize()
                 self._initialized = True
 
-    async def _do(self, fn: Callable[[], Awaitable[T]], timeout_s: float | None = None) -> T:
+    async def _do(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run one Redis call, mapping every transport-level failure to LedgerUnavailable.
 
         Unexpected replies (ResponseError, e.g. OOM or a script bug) map there too: when in
@@ -157,10 +166,7 @@ class RedisLedger(Ledger):
         try:
             if not self._initialized:
                 await self._ensure_initialized()
-            if timeout_s is None:
-                return await fn()
-            async with asyncio.timeout(timeout_s):
-                return await fn()
+            return await fn()
         except (TimeoutError, RedisError, OSError) as e:
             if isinstance(e, ResponseError) and not isinstance(e, BusyLoadingError):
                 # Not a transport problem: OOM, READONLY after a failover, or a bug. Say so.
@@ -198,9 +204,10 @@ class RedisLedger(Ledger):
                 encode_windows(key_windows),
                 *bucket_ids,
                 -1,  # the deadline, set per attempt
-                "c" if self._settings.expired_holds == "charge" else "r",
-                int((now + ttl + retention) * 1000),  # an expiry charge stays correctable until then
-                *_bucket_expiry_ms(now, max(ttl, retention)),  # as settle would set them
+                # What its expiry costs: charge or refund; until when a charge stays correctable;
+                # the key and buckets charged, which expire as a settle would set them.
+                f"{'c' if self._settings.expired_holds == 'charge' else 'r'};{int((now + ttl + retention) * 1000)};"
+                f"{escape(scope.key_id) if scope.key_id else ''};{_buckets_csv(int(now // 60), max(ttl, retention))}",
             ],
         )
         if res[0] in ("late", "gone"):
@@ -227,25 +234,21 @@ class RedisLedger(Ledger):
         )
 
     async def _reserve_in_time(self, keys: list[str], args: list[Any]) -> Any:
-        """RESERVE, given up after ``redis_socket_timeout_s`` in all (reconnect included), with
-        that moment (less a margin for the reply's way back) sent along as its deadline."""
+        """RESERVE with a deadline: ``redis_socket_timeout_s`` from now, when the first attempt
+        times out (less a margin for the reply's way back). Redis refuses it after that, so a copy
+        still queued in a stalled Redis (the timed-out attempt, or its retry) takes no effect."""
         budget = self._settings.redis_socket_timeout_s
-        give_up = time.time() + budget - min(0.2, budget / 10)
-
-        async def attempt() -> Any:
-            res: Any = None
-            for _ in range(2):
-                args[_DEADLINE_ARG] = int((give_up + self._redis_ahead_s) * 1000)
-                res = await self._reserve(self._scripts_client, keys, args)
-                if res[0] != "late" or time.time() >= give_up:
-                    return res
-                # Refused as late though our deadline has not passed: Redis's clock is ahead.
-                self._redis_ahead_s = int(res[1]) / 1000 - time.time()
-                log.warning("ledger: Redis's clock runs %.3f s ahead of this replica's; reserve deadlines "
-                            "now allow for it (check NTP)", self._redis_ahead_s)
-            return res
-
-        return await self._do(attempt, timeout_s=budget)
+        give_up = self._wall_clock() + budget - min(0.2, budget / 10)
+        for attempt in range(2):
+            args[_DEADLINE_ARG] = int((give_up + self._redis_ahead_s) * 1000)
+            res = await self._call(self._reserve, keys, args)
+            if res[0] != "late" or attempt or self._wall_clock() >= give_up:
+                return res
+            # Refused as late though our deadline has not passed: Redis's clock is ahead.
+            self._redis_ahead_s = int(res[1]) / 1000 - self._wall_clock()
+            log.warning("ledger: Redis's clock runs %.3f s ahead of this replica's; reserve deadlines "
+                        "now allow for it (check NTP)", self._redis_ahead_s)
+        raise AssertionError("unreachable")
 
     def _closed_until_ms(self, hold: Hold, now: float) -> int:
         return int((max(now, hold.expires_at) + self._settings.closed_retention_s) * 1000)

@@ -52,6 +52,13 @@ local function parse_hold(rec)
           bids = split(bids, ','), exps = split(exps, ','), fields = split(fields, '|')}
 end
 
+-- Just what giving the reservation back needs (the common settle and release).
+local function parse_reserved(rec)
+  local amount, fields = string.match(rec, '^H;(%d+);[^;]*;[^;]*;[^;]*;[^;]*;[^;]*;(.*)$')
+  if amount == nil then return parse_hold(rec) end
+  return {amount = tonumber(amount), fields = split(fields, '|')}
+end
+
 local function give_back(rsv, hold)
   for _, field in ipairs(hold.fields) do
     if redis.call('HINCRBY', rsv, field, -hold.amount) <= 0 then
@@ -61,14 +68,14 @@ local function give_back(rsv, hold)
 end
 
 -- Add `amount` (may be negative: a correction) to the tenant's (and key's) spend in six buckets,
--- and `count` to the day bucket's request count.
-local function add_spend(spent_keys, expire_at, key, amount, count)
+-- spent_keys[ko + 1..6] expiring at expire_at[eo + 1..6], and `count` to the day's request count.
+local function add_spend(spent_keys, ko, expire_at, eo, key, amount, count)
   for i = 1, 6 do
-    local k = spent_keys[i]
+    local k = spent_keys[ko + i]
     redis.call('HINCRBY', k, 't', amount)
     if key ~= '' then redis.call('HINCRBY', k, 'k:' .. key, amount) end
     if i == 3 and count ~= 0 then redis.call('HINCRBY', k, 'n', count) end
-    local at = tonumber(expire_at[i])
+    local at = tonumber(expire_at[eo + i])
     if at >= 0 then redis.call('PEXPIREAT', k, at) end
   end
 end
@@ -94,7 +101,7 @@ local function purge(rsv, res, exp, closed, now)
       local hold = parse_hold(rec)
       give_back(rsv, hold)
       if hold.mode == 'c' then
-        add_spend(hold_spent_keys(rsv, hold), hold.exps, hold.key, hold.amount, 1)
+        add_spend(hold_spent_keys(rsv, hold), 0, hold.exps, 0, hold.key, hold.amount, 1)
         redis.call('HSET', res, rid, 'X' .. rec)
         redis.call('ZADD', exp, hold.forget, rid)
       else
@@ -131,19 +138,12 @@ end
 # KEYS: 1 limits, 2 rsv, 3 res, 4 exp, 5 closed, 6..11 spent buckets (minute..total)
 # ARGV: 1 now_ms, 2 rid, 3 amount, 4 expires_ms, 5 key field prefix ('' = no key),
 #       6 config policy, 7 config key windows, 8..13 bucket ids (minute..total),
-#       14 deadline (ms, Redis clock; -1 none), 15 on expiry 'c' | 'r', 16 forget ms,
-#       17..22 expire-at ms of the spent buckets (minute..total, -1 = never)
+#       14 deadline (ms, Redis clock; -1 none),
+#       15 what an expiry costs, as the record has it: '<c|r>;<forget ms>;<key>;<6 bucket ids>;<6 expire-at ms>'
+
 # Returns {'ok', tightest}, {'deny', scope, window, limit, remaining},
 #         {'late', redis_now_ms} (reached Redis after its deadline), or {'gone'} (id closed).
 RESERVE = _COMMON + r"""
--- The client gives up on a reserve at its deadline; one that reaches Redis later (a stalled
--- server resuming, a backed-up socket) must not leave a hold nobody will settle.
-local deadline = tonumber(ARGV[14])
-if deadline >= 0 then
-  local t = redis.call('TIME')
-  local redis_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  if redis_now > deadline then return {'late', redis_now} end
-end
 local now = tonumber(ARGV[1])
 local rid = ARGV[2]
 purge(KEYS[2], KEYS[3], KEYS[4], KEYS[5], now)
@@ -153,6 +153,15 @@ local seen = redis.call('HGET', KEYS[3], rid)
 if seen then
   if string.sub(seen, 1, 1) == 'X' then return {'gone'} end
   return {'ok', -1}
+end
+-- The client stops waiting for a reserve at its deadline; one that reaches Redis later (a stalled
+-- server resuming, a backed-up socket) must not leave a hold nobody will settle. Checked after the
+-- id, so that 'late' also means no earlier attempt with this id had taken effect.
+local deadline = tonumber(ARGV[14])
+if deadline >= 0 then
+  local t = redis.call('TIME')
+  local redis_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if redis_now > deadline then return {'late', redis_now} end
 end
 local amount = tonumber(ARGV[3])
 local stored = redis.call('HGET', KEYS[1], 'policy')
@@ -188,10 +197,7 @@ end
 for _, f in ipairs(fields) do
   redis.call('HINCRBY', KEYS[2], f, amount)
 end
-local rec = table.concat({'H', ARGV[3], ARGV[15], ARGV[16], ARGV[5],
-  table.concat({unpack(ARGV, 8, 13)}, ','), table.concat({unpack(ARGV, 17, 22)}, ','),
-  table.concat(fields, '|')}, ';')
-redis.call('HSET', KEYS[3], rid, rec)
+redis.call('HSET', KEYS[3], rid, 'H;' .. ARGV[3] .. ';' .. ARGV[15] .. ';' .. table.concat(fields, '|'))
 redis.call('ZADD', KEYS[4], ARGV[4], rid)
 return {'ok', tightest}
 """
@@ -214,13 +220,13 @@ if rec then
   redis.call('HDEL', KEYS[2], rid)
   redis.call('ZREM', KEYS[3], rid)
   if string.sub(rec, 1, 1) == 'X' then
-    status, delta, count = 'corrected', actual - parse_hold(string.sub(rec, 2)).amount, 0
+    status, delta, count = 'corrected', actual - parse_reserved(string.sub(rec, 2)).amount, 0
   else
-    give_back(KEYS[1], parse_hold(rec))
+    give_back(KEYS[1], parse_reserved(rec))
     status = 'ok'
   end
 end
-add_spend({KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]}, {unpack(ARGV, 6, 11)}, ARGV[4], delta, count)
+add_spend(KEYS, 4, ARGV, 5, ARGV[4], delta, count)
 remember_closed(KEYS[4], rid, ARGV[5])
 return {actual, status}
 """
@@ -238,9 +244,9 @@ if rec then
   if string.sub(rec, 1, 1) == 'X' then
     -- Expired and charged, but its gateway says the call was not made: refund the charge.
     local hold = parse_hold(string.sub(rec, 2))
-    add_spend(hold_spent_keys(KEYS[1], hold), hold.exps, hold.key, -hold.amount, -1)
+    add_spend(hold_spent_keys(KEYS[1], hold), 0, hold.exps, 0, hold.key, -hold.amount, -1)
   else
-    give_back(KEYS[1], parse_hold(rec))
+    give_back(KEYS[1], parse_reserved(rec))
   end
 end
 -- Remember the release so that a settle racing behind it cannot charge a cancelled call, and a

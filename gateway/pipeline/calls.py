@@ -17,6 +17,29 @@ log = logging.getLogger("ttc.upstream")
 
 T = TypeVar("T")
 BodyFor = Callable[[ModelConfig], Json]
+# Told of upstream calls that ran (and were billed) but whose answer is thrown away: the siblings
+# of a failed fan-out, which a retry draws again.
+OnDiscarded = Callable[[ModelConfig, Json], None]
+
+
+def allowed_chain(config: GatewayConfig, model: ModelConfig, allows: Callable[[str], bool]) -> list[ModelConfig]:
+    """The model and its fallbacks of the same mode that the caller may use."""
+    return [m for m in fallback_chain(config, model) if allows(m.name) and m.mode == model.mode]
+
+
+def malformed(what: str) -> UpstreamError:
+    return UpstreamError("server_error", f"the upstream answered with a malformed {what}")
+
+
+def checked_completion(response: object) -> Json:
+    """A chat completion with a list of choice objects, or an upstream error: nothing downstream
+    has to guard against another shape."""
+    if not isinstance(response, dict):
+        raise malformed("chat completion")
+    choices = response.get("choices")
+    if not isinstance(choices, list) or not all(isinstance(c, dict) and isinstance(c.get("message", {}), dict) for c in choices):
+        raise malformed("chat completion")
+    return response
 
 
 class UpstreamCalls:
@@ -35,37 +58,48 @@ class UpstreamCalls:
         log.warning("upstream %s failed (%s): %s", model.name, error.kind, error.message)
 
     def chain(self, model: ModelConfig) -> list[ModelConfig]:
-        """The model and its fallbacks of the same mode that the caller may use."""
-        return [m for m in fallback_chain(self.config, model) if self.allows(m.name) and m.mode == model.mode]
+        return allowed_chain(self.config, model, self.allows)
 
     async def attempt(self, chain: list[ModelConfig], call: Callable[[ModelConfig], Awaitable[T]]) -> tuple[T, ModelConfig]:
         return await call_with_fallbacks(chain, call, self.on_error)
 
-    async def complete(self, chain: list[ModelConfig], body_for: BodyFor, n: int = 1) -> tuple[Json, ModelConfig]:
+    async def complete(self, chain: list[ModelConfig], body_for: BodyFor, n: int = 1,
+                       on_discarded: OnDiscarded | None = None) -> tuple[Json, ModelConfig]:
         """One chat completion with `n` choices: native `n` where the upstream has it, else `n`
         parallel single calls merged into one response."""
 
         async def once(model: ModelConfig) -> Json:
             if n > 1 and not model.native_n:
-                return await self._fan_out(model, body_for, n)
-            return await self.upstreams.complete(model, body_for(model))
+                return await self._fan_out(model, body_for, n, on_discarded)
+            return checked_completion(await self.upstreams.complete(model, body_for(model)))
 
         return await self.attempt(chain, once)
 
-    async def _fan_out(self, model: ModelConfig, body_for: BodyFor, n: int) -> Json:
+    async def _fan_out(self, model: ModelConfig, body_for: BodyFor, n: int, on_discarded: OnDiscarded | None) -> Json:
         single = {k: v for k, v in body_for(model).items() if k != "n"}
-        responses = await asyncio.gather(*(self.upstreams.complete(model, single) for _ in range(n)))
-        merged = dict(responses[0])
+
+        async def one() -> Json:
+            return checked_completion(await self.upstreams.complete(model, single))
+
+        results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+        answers = [r for r in results if not isinstance(r, BaseException)]
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            if on_discarded is not None:
+                for answer in answers:
+                    on_discarded(model, answer)
+            raise failure
+        merged = dict(answers[0])
         merged["choices"] = []
         prompt = completion = 0
-        for index, response in enumerate(responses):
-            choice = dict(response["choices"][0])
+        for index, response in enumerate(answers):
+            choice = dict(response["choices"][0]) if response["choices"] else {"message": {"role": "assistant", "content": ""}}
             choice["index"] = index
             merged["choices"].append(choice)
             p, c = usage_of(response)
-            prompt = max(prompt, p)  # the same prompt each time: an upstream with native n bills it once too
+            prompt += p  # every parallel call is billed its own prompt
             completion += c
-        merged["usage"] = {"prompt_tokens": prompt * n, "completion_tokens": completion, "total_tokens": prompt * n + completion}
+        merged["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
         return merged
 
     async def open_stream(self, chain: list[ModelConfig], body_for: BodyFor) -> tuple[AsyncIterator[Json], Json | None, ModelConfig]:
@@ -83,4 +117,10 @@ class UpstreamCalls:
         return iterator, first, used
 
     async def embed(self, chain: list[ModelConfig], payload: Json) -> tuple[Json, ModelConfig]:
-        return await self.attempt(chain, lambda m: self.upstreams.embed(m, payload))
+        async def once(model: ModelConfig) -> Json:
+            response = await self.upstreams.embed(model, payload)
+            if not isinstance(response, dict):
+                raise malformed("embeddings response")
+            return response
+
+        return await self.attempt(chain, once)

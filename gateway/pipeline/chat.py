@@ -52,3 +52,6 @@ async def chat_completion(state: GatewayState, principal: TenantPrincipal, reque
     except Exception:
         finish(ctx, 500, error_code="internal_error")
         raise
+    except BaseException:  # cancelled: a shutdown past its grace period, or the client left
+        finish(ctx, 499, error_code="cancelled")
+        raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import orjson
 from starlette.responses import Response
+from strategies import CallRecord
 
 from gateway.accounting import worst_case_usd
 from gateway.auth import TenantPrincipal
@@ -19,6 +20,7 @@ from gateway.routing import named_model
 from gateway.schemas import EmbeddingRequest
 from gateway.state import GatewayState
 from gateway.tokens import count_text_tokens
+from gateway.upstream.base import token_count
 
 ENDPOINT = "/v1/embeddings"
 
@@ -43,13 +45,17 @@ async def embeddings(state: GatewayState, principal: TenantPrincipal, body: Embe
         ctx.model = model
         tokens = input_tokens(model, body)
         await admit(ctx, tokens)
-        metered = await MeteredCall.reserve(ctx.account, worst_case_usd(model, tokens, 1, 0))
+        metered = await MeteredCall.reserve(ctx.account, CallRecord(model.name, "embedding", tokens, 0, worst_case_usd(model, tokens, 1, 0)))
         payload = body.model_dump(exclude_none=True, exclude={"model"})
         response, used = await metered.call(lambda: ctx.calls.embed(ctx.calls.chain(model), payload), model.name)
     except GatewayError as error:
         finish(ctx, error.status, error_code=error.code)
         raise
-    prompt_tokens = int((response.get("usage") or {}).get("prompt_tokens") or tokens)
+    except BaseException:
+        finish(ctx, 499, error_code="cancelled")
+        raise
+    reported = token_count((response.get("usage") or {}).get("prompt_tokens")) if isinstance(response.get("usage"), dict) else None
+    prompt_tokens = reported or tokens
     metered.record(used, "embedding", prompt_tokens, 0)
     response["model"] = used.name
     response["usage"] = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}

@@ -24,10 +24,12 @@ def finish(ctx: RequestContext, status: int | str, *, served_model: str | None =
     )
 
     async def finalize() -> None:
-        if settle is not None:
-            await settle()
-        notify(ctx.state.observers, record)
-        if ctx.admitted:
-            await ctx.account.true_up_tokens(ctx.estimated_tokens, ctx.account.total_tokens)
+        try:
+            if settle is not None:
+                await settle()
+        finally:  # a failed settlement is logged by InFlight; the request is still on record
+            notify(ctx.state.observers, record)
+            if ctx.admitted:
+                await ctx.account.true_up_tokens(ctx.estimated_tokens, ctx.account.total_tokens)
 
     ctx.state.inflight.spawn_settlement(ctx.tenant_id, finalize())

@@ -4,18 +4,20 @@ backed by that account's ledger holds."""
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Callable
 from typing import Any
 
-from strategies import Completion
+from strategies import CallRecord, Completion
 
-from gateway.accounting import Account, count_prompt_tokens, output_cap, worst_case_usd
+from gateway.accounting import INPUT_MARGIN, Account, count_prompt_tokens, output_cap, worst_case_usd
 from gateway.config import ModelConfig
 from gateway.errors import model_not_found
 from gateway.ledger import Hold
-from gateway.pipeline.calls import UpstreamCalls
+from gateway.pipeline.calls import UpstreamCalls, checked_completion
 from gateway.tokens import count_text_tokens
-from gateway.upstream import Json, UpstreamError, usage_of
+from gateway.upstream import Json, UpstreamError, reported_usage
 
 
 def split_tokens(total: int, weights: list[int]) -> list[int]:
@@ -57,6 +59,12 @@ class GatewayGenerator:
         prompt_tokens = count_prompt_tokens(primary, messages) + extra_prompt_tokens
         return max(worst_case_usd(m, prompt_tokens, n, output_cap(m, max_tokens)) for m in self.calls.chain(primary))
 
+    def _worst_case(self, model: ModelConfig, messages: list[dict[str, Any]], n: int, max_tokens: int | None,
+                    role: str) -> CallRecord:
+        cost = self.estimate_cost(messages, n, max_tokens=max_tokens, model=model.name)
+        prompt = math.ceil(count_prompt_tokens(model, messages) * INPUT_MARGIN)
+        return CallRecord(model.name, role, prompt, n * output_cap(model, max_tokens), cost)
+
     async def generate(self, messages: list[dict[str, Any]], n: int, *, model: str | None = None, role: str = "sample",
                        **params: Any) -> list[Completion]:
         primary = self.model(model)
@@ -68,13 +76,21 @@ class GatewayGenerator:
                 out["n"] = n
             return out
 
-        response, used = await self.calls.attempt(self.calls.chain(primary), lambda m: self.calls.upstreams.complete(m, body(m)))
-        choices = sorted(response.get("choices") or [], key=lambda c: c.get("index", 0))
+        async def once(m: ModelConfig) -> Json:
+            return checked_completion(await self.calls.upstreams.complete(m, body(m)))
+
+        try:
+            response, used = await self.calls.attempt(self.calls.chain(primary), once)
+        except asyncio.CancelledError:
+            # Cut off mid-call: the strategy's Meter charges the call's worst case; record it so
+            # that metrics and the token count see the same.
+            if self.account is not None:
+                self.account.add(self._worst_case(primary, messages, n, clean.get("max_tokens"), role))
+            raise
+        choices = sorted(response.get("choices") or [], key=lambda c: c.get("index", 0) if isinstance(c.get("index"), int) else 0)
         texts = [str((c.get("message") or {}).get("content") or "") for c in choices]
-        prompt_tokens, completion_total = usage_of(response)
         counted = [count_text_tokens(used.litellm_params.model, t) for t in texts]
-        if not response.get("usage"):
-            prompt_tokens, completion_total = count_prompt_tokens(used, messages), sum(counted)
+        prompt_tokens, completion_total = reported_usage(response) or (count_prompt_tokens(used, messages), sum(counted))
         # The upstream reports one total, so each choice gets a share in proportion to its length;
         # the prompt is billed once, on the first choice.
         shares = split_tokens(completion_total, counted)
@@ -93,18 +109,31 @@ class GatewayGenerator:
 
 
 class AccountBudget:
-    """strategies.Budget over the tenant's ledger account."""
+    """strategies.Budget over the tenant's ledger account.
+
+    The strategies' Meter never settles a hold above its amount; when an upstream reports more
+    usage than its estimate allowed, the calls recorded while the hold was open are what the
+    provider billed, and that is what the ledger is charged (the overage is logged there), as
+    on the plain path. The Meter keeps one hold open at a time, so those calls are the ones
+    recorded between the hold's reserve and its settle.
+    """
 
     def __init__(self, account: Account) -> None:
         self.account = account
+        self._cost_at_reserve: dict[str, float] = {}
 
     async def reserve(self, amount_usd: float) -> Hold | None:
-        return await self.account.try_reserve(amount_usd)
+        hold = await self.account.try_reserve(amount_usd)
+        if hold is not None:
+            self._cost_at_reserve[hold.reservation_id] = self.account.total_cost_usd
+        return hold
 
     async def settle(self, hold: Hold, actual_usd: float) -> None:
-        await self.account.settle(hold, actual_usd)
+        recorded = self.account.total_cost_usd - self._cost_at_reserve.pop(hold.reservation_id, self.account.total_cost_usd)
+        await self.account.settle(hold, max(actual_usd, recorded))
 
     async def release(self, hold: Hold) -> None:
+        self._cost_at_reserve.pop(hold.reservation_id, None)
         await self.account.release(hold)
 
     def watch(self, hold: Hold, interrupted_cost: Callable[[], float]) -> None:

@@ -1,5 +1,6 @@
-"""The observe step: one record per request that got past authentication, handed to every
-observer. Metrics are one observer; a request log attaches here as another."""
+"""The observe step: one record per request that got past parsing and authentication (a body
+refused by validation has no record), handed to every observer. Metrics are one observer; a
+request log attaches here as another."""
 
 from __future__ import annotations
 

@@ -17,12 +17,13 @@ from gateway.accounting import count_prompt_tokens, output_cap, worst_case_usd
 from gateway.auth import TenantPrincipal
 from gateway.config import ModelConfig
 from gateway.errors import GatewayError
+from gateway.pipeline.calls import allowed_chain
 from gateway.pipeline.strategy_plan import requested_strategy, strategy_spec
 from gateway.routing import AUTO, RouteChoice, named_model, route
 from gateway.schemas import ChatCompletionRequest
 from gateway.state import GatewayState
 from gateway.tokens import count_message_tokens
-from gateway.upstream import Json, fallback_chain
+from gateway.upstream import Json
 
 if TYPE_CHECKING:
     from router import Router
@@ -30,11 +31,17 @@ if TYPE_CHECKING:
 
 @dataclass
 class StrategyPlan:
-    """A test-time-compute strategy to run, with what the router already knows of the prompt."""
+    """A test-time-compute strategy to run, with what the router knows of the prompt: the routed
+    model's predicted quality, or (for a named model) how to predict it."""
 
     spec: TTCSpec
     difficulty: float | None
     difficulty_fn: DifficultyFn | None
+
+    async def prompt_difficulty(self, messages: list[dict[str, Any]]) -> float | None:
+        if self.difficulty is None and self.difficulty_fn is not None:
+            self.difficulty = await self.difficulty_fn(prompt_text(messages))
+        return self.difficulty
 
 
 @dataclass
@@ -60,15 +67,16 @@ class RequestPlan:
         return body
 
     def worst_case_usd(self) -> float:
-        return max(worst_case_usd(m, self.prompt_tokens, self.n, output_cap(m, self.params.get("max_tokens"))) for m in self.chain)
+        return max(worst_case_usd(m, self.billed_prompt_tokens(m), self.n, output_cap(m, self.params.get("max_tokens")))
+                   for m in self.chain)
+
+    def billed_prompt_tokens(self, model: ModelConfig) -> int:
+        # Without native `n`, each of the n parallel calls is billed the prompt.
+        return self.prompt_tokens * (self.n if self.n > 1 and not model.native_n else 1)
 
     def estimated_tokens(self) -> int:
         """What the rate limiter counts at admission; trued up to every call's tokens afterwards."""
         return self.prompt_tokens + self.n * output_cap(self.model, self.params.get("max_tokens"))
-
-    @property
-    def router_version(self) -> str | None:
-        return str(self.router_info["version"]) if self.router_info else None
 
 
 def difficulty_fn_for(router: Router, model_name: str) -> DifficultyFn:
@@ -81,17 +89,14 @@ def difficulty_fn_for(router: Router, model_name: str) -> DifficultyFn:
     return difficulty
 
 
-async def _strategy_plan(state: GatewayState, spec: TTCSpec, model: ModelConfig, messages: list[dict[str, Any]],
-                         routed: RouteChoice | None) -> StrategyPlan:
+def _strategy_plan(state: GatewayState, spec: TTCSpec, model: ModelConfig, routed: RouteChoice | None) -> StrategyPlan:
     router = state.router
     name = model.router_name or model.name
     if router is None or name not in router.models:
         return StrategyPlan(spec, None, None)
-    if routed is not None:
-        difficulty = routed.predicted_quality
-    else:
-        difficulty = float(await asyncio.to_thread(router.difficulty, prompt_text(messages), name))
-    return StrategyPlan(spec, difficulty, difficulty_fn_for(router, name))
+    # A named model's difficulty is predicted by the executor, after admission, so that a refused
+    # request costs no featurizing.
+    return StrategyPlan(spec, routed.predicted_quality if routed is not None else None, difficulty_fn_for(router, name))
 
 
 async def plan_chat(state: GatewayState, principal: TenantPrincipal, request: ChatCompletionRequest) -> RequestPlan:
@@ -112,7 +117,7 @@ async def plan_chat(state: GatewayState, principal: TenantPrincipal, request: Ch
     prompt_tokens = count_prompt_tokens(model, messages)
     if request.tools and model.is_local:
         raise GatewayError(400, f"Model '{model.name}' does not support tools.", code="unsupported_parameter", param="tools")
-    chain = [m for m in fallback_chain(state.config, model) if tenant.allows(m.name)]
+    chain = allowed_chain(state.config, model, tenant.allows)
     plan = RequestPlan(model=model, chain=chain, messages=messages, prompt_tokens=prompt_tokens, n=request.n,
                        params=params, stream=request.stream,
                        include_usage=bool(request.stream_options and request.stream_options.include_usage),
@@ -126,5 +131,5 @@ async def plan_chat(state: GatewayState, principal: TenantPrincipal, request: Ch
         plan.strategy_info = {"name": "single", "n": 1, "degraded": False, "reason": reason}
         return plan
     spec = strategy_spec(state, tenant, request, name, model)
-    plan.strategy = await _strategy_plan(state, spec, model, messages, routed)
+    plan.strategy = _strategy_plan(state, spec, model, routed)
     return plan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -11,10 +12,12 @@ import anyio
 import orjson
 from starlette.responses import Response, StreamingResponse
 
-from gateway.errors import GatewayError, sse_error_event
+from gateway.errors import GatewayError, internal_error, sse_error_event
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.finish import Settle, finish
 from gateway.upstream import Json
+
+log = logging.getLogger("ttc.respond")
 
 SSE_DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
@@ -106,20 +109,26 @@ def stream_answer(ctx: RequestContext, stream: ChunkStream, include_usage: bool)
 async def _frames(ctx: RequestContext, stream: ChunkStream, include_usage: bool) -> AsyncIterator[bytes]:
     status, first_byte_s = "499", None  # a client that leaves mid-stream
     first: Json | None = None
+    failure: GatewayError | None = None
     try:
-        async for chunk in stream.chunks():
-            if first_byte_s is None:
-                first_byte_s = time.perf_counter() - ctx.started
-            if chunk is None:
-                yield KEEPALIVE
-                continue
-            first = first or chunk
-            yield sse(chunk)
+        try:
+            async for chunk in stream.chunks():
+                if first_byte_s is None:
+                    first_byte_s = time.perf_counter() - ctx.started
+                if chunk is None:
+                    yield KEEPALIVE
+                    continue
+                first = first or chunk
+                yield sse(chunk)
+        except Exception:  # a 200 stream ends in an error event, never a cut connection
+            log.exception("stream from %s failed", stream.served_model)
+            failure = internal_error()
         with anyio.CancelScope(shield=True):
             await stream.close()
-        if stream.failure is not None:
-            status = str(stream.failure.status)
-            yield sse_error_event(stream.failure)
+        failure = failure or stream.failure
+        if failure is not None:
+            status = str(failure.status)
+            yield sse_error_event(failure)
             return
         final = stream.final or {"id": (first or {}).get("id", "chatcmpl-ttc"), "object": "chat.completion.chunk",
                                  "created": int(time.time()), "model": stream.served_model, "choices": []}
@@ -138,6 +147,6 @@ async def _frames(ctx: RequestContext, stream: ChunkStream, include_usage: bool)
         # cancelled (disconnected) request from skipping what it owes.
         with anyio.CancelScope(shield=True):
             await stream.close()
-        failure = stream.failure
+        failure = failure or stream.failure
         finish(ctx, status, served_model=stream.served_model, settle=stream.settle, first_byte_s=first_byte_s,
                error_code=failure.code if failure is not None else None)

@@ -50,7 +50,7 @@ class StrategyExecutor:
         state = self.ctx.state
         return await run_strategy(
             self.plan.messages, self.strategy.spec, generator=self.generator, budget=AccountBudget(self.ctx.account),
-            model=None, difficulty=self.strategy.difficulty, params=params, difficulty_fn=self.strategy.difficulty_fn,
+            model=None, difficulty=await self.strategy.prompt_difficulty(self.plan.messages), params=params, difficulty_fn=self.strategy.difficulty_fn,
             policy=state.strategy_policy, escalation=state.escalation_model, progress=self._on_progress,
         )
 
@@ -69,6 +69,10 @@ class StrategyExecutor:
             return internal_error()
         raise error
 
+    def served_model(self, result: StrategyResult) -> str:
+        """The model whose answer was chosen: the planned one, unless every call fell back."""
+        return result.chosen.model if result.chosen is not None else self.plan.model.name
+
     @staticmethod
     def report(result: StrategyResult) -> dict[str, Any]:
         report = dict(result.report)
@@ -82,7 +86,7 @@ class StrategyExecutor:
             "id": f"chatcmpl-ttc-{int(time.time() * 1000)}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": self.plan.model.name,
+            "model": self.served_model(result),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
                          "finish_reason": result.finish_reason or "stop"}],
         }
@@ -92,7 +96,7 @@ class StrategyExecutor:
             result = await self._execute()
         except BaseException as error:
             raise self.map_error(error) from None
-        return Answer(body=self.body(result), served_model=self.plan.model.name,
+        return Answer(body=self.body(result), served_model=self.served_model(result),
                       remaining_usd=await self.ctx.account.remaining_usd(), strategy=result.strategy.as_dict(),
                       report=self.report(result))
 
@@ -101,7 +105,14 @@ class StrategyExecutor:
         # Headers wait for the first sign of life: a budget or spec error before any call is
         # still a proper HTTP error, not a 200 stream that fails.
         getter = asyncio.ensure_future(self.progress.get())
-        done, _ = await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled before the headers: stop the strategy; it settles itself
+            getter.cancel()
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise
         if getter not in done:
             getter.cancel()
         if task in done and task.exception() is not None:
@@ -132,6 +143,7 @@ class StrategyStream:
             self.failure = self.executor.map_error(error)
             return
         result = task.result()
+        self.served_model = self.executor.served_model(result)
         self.strategy = result.strategy.as_dict()
         self.report = self.executor.report(result)
         body = self.executor.body(result)

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 
 from gateway.config import ModelConfig
 from gateway.upstream import openai_compat
-from gateway.upstream.base import ChatUpstream, Json, usage_of
+from gateway.upstream.base import ChatUpstream, Json, reported_usage, usage_of
 from gateway.upstream.errors import UpstreamError
 from gateway.upstream.resilience import call_with_fallbacks, fallback_chain
 
-__all__ = ["Upstreams", "ChatUpstream", "Json", "UpstreamError", "usage_of", "call_with_fallbacks", "fallback_chain"]
+__all__ = ["Upstreams", "ChatUpstream", "Json", "UpstreamError", "usage_of", "reported_usage", "call_with_fallbacks", "fallback_chain"]
 
 
 class Upstreams:

@@ -30,6 +30,24 @@ class ChatUpstream(Protocol):
         ...
 
 
+def token_count(value: object) -> int | None:
+    """A usage field as a token count, or None when an upstream sent something that is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        return None
+    return int(value)
+
+
+def reported_usage(response: object) -> tuple[int, int] | None:
+    """(prompt, completion) tokens the upstream reported, or None when it reported none or
+    nonsense (text, negative numbers): the caller then counts the text itself."""
+    usage = response.get("usage") if isinstance(response, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = token_count(usage.get("prompt_tokens", 0)), token_count(usage.get("completion_tokens", 0))
+    if prompt is None or completion is None:
+        return None
+    return prompt, completion
+
+
 def usage_of(response: Json) -> tuple[int, int]:
-    usage = response.get("usage") or {}
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    return reported_usage(response) or (0, 0)

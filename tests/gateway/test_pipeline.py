@@ -111,3 +111,45 @@ def test_tpm_counts_every_internal_call(fake_upstream: ThreadedServer, start_gat
     # 72 tokens each once trued up: the first is admitted (18 <= 100) and counts 72; the second
     # is admitted (72 + 18 = 90) and brings the window to 144; the third is refused.
     assert answered_before_tpm_429(strategy_gw, best_of_4) == 2
+
+
+def money_config(upstream: str, tmp_path: Path, ledger: dict[str, Any]) -> dict[str, Any]:
+    config = base_config(upstream, tmp_path, ledger=ledger)
+    config["models"] = [fake_model(name, upstream, name, supports_n=False) for name in ("flaky-1", "inflate", "garbled", "bad-usage")]
+    config["models"].append(fake_model("m", upstream, "m"))
+    config["tenants"][0].update({"allowed_models": ["*"], "budgets": [{"window": "day", "limit_usd": 10.0}]})
+    return config
+
+
+def spent(gw: RunningGateway) -> float:
+    report = httpx.get(f"{gw.url}/v1/tenants/tenant-a/usage", headers={"authorization": f"Bearer {ADMIN_KEY}"}).json()
+    return float(report["windows"][0]["spent_usd"])
+
+
+@pytest.mark.parametrize(("model", "extra"), [
+    ("flaky-1", {"n": 3}),  # one of three parallel calls fails: the two that ran are billed, then all three again
+    ("inflate", {"extra_body": {"ttc": {"strategy": "best_of_n", "n": 2}}}),  # more usage than the strategy reserved
+    ("bad-usage", {}),  # nonsense usage: the text is counted instead
+])
+def test_the_ledger_charges_what_the_response_reports(model: str, extra: dict[str, Any], fake_upstream: ThreadedServer,
+                                                      start_gateway: Callable[..., RunningGateway], tmp_path: Path,
+                                                      ledger_section: dict[str, Any]) -> None:
+    gw = start_gateway(money_config(fake_upstream.url, tmp_path, ledger_section))
+    raw = gw.client().chat.completions.with_raw_response.create(model=model, messages=MESSAGES, max_tokens=5, **extra)
+    ttc = raw.parse().model_extra["ttc"]
+    assert ttc["cost_usd"] > 0 and all(call["cost_usd"] >= 0 for call in ttc["calls"])
+    assert spent(gw) == pytest.approx(ttc["cost_usd"], abs=1e-6)
+    assert float(raw.headers["x-ttc-cost-usd"]) == pytest.approx(ttc["cost_usd"], abs=1e-8)
+
+
+def test_a_garbled_upstream_is_an_upstream_error_never_a_cut_stream(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway],
+                                                                     tmp_path: Path, ledger_section: dict[str, Any]) -> None:
+    gw = start_gateway(money_config(fake_upstream.url, tmp_path, ledger_section))
+    client = gw.client()
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="garbled", messages=MESSAGES, max_tokens=3)
+    assert info.value.status_code == 502 and info.value.response.json()["error"]["code"] == "upstream_error"
+    events = httpx.post(f"{gw.url}/v1/chat/completions", headers={"authorization": f"Bearer {client.api_key}"},
+                        json={"model": "garbled", "messages": MESSAGES, "max_tokens": 3, "stream": True}).text
+    assert events.rstrip().endswith("}") and '"code":"upstream_error"' in events  # ends in an error event
+    assert spent(gw) > 0  # the streamed tokens were charged
