@@ -22,6 +22,7 @@ from gateway.auth import bearer_token
 from gateway.edge import parse_body, tenant_principal
 from gateway.pipeline.chat import chat_completion
 from gateway.pipeline.embeddings import embeddings as embed
+from gateway.request_ids import request_id_of, sending_request_id
 from gateway.errors import GatewayError, internal_error, invalid_request, ledger_unavailable
 from gateway.ledger import LedgerUnavailable
 from gateway.runtime import ConfigSource, GatewayRuntime
@@ -50,10 +51,14 @@ class GatewayApp(FastAPI):
     chat_handler: Callable[[Request], Awaitable[Response]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.chat_handler is not None and scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in CHAT_PATHS:
-            response = await self.chat_handler(Request(scope, receive, send))
-            await response(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            request_id = request_id_of(scope)
+            scope.setdefault("state", {})["request_id"] = request_id
+            send = sending_request_id(send, request_id)
+            if self.chat_handler is not None and scope["method"] == "POST" and scope["path"] in CHAT_PATHS:
+                response = await self.chat_handler(Request(scope, receive, send))
+                await response(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -126,7 +131,7 @@ def create_app(source: ConfigSource | None = None, runtime: GatewayRuntime | Non
             state = runtime.state
             principal = tenant_principal(runtime, request)
             body = await parse_body(request, ChatCompletionRequest, state.config.server.max_body_bytes)
-            return await chat_completion(state, principal, body)
+            return await chat_completion(state, principal, body, request.state.request_id)
         except Exception as error:  # every failure becomes an OpenAI-format error, never a 500 page
             return error_response(error)
 
@@ -151,7 +156,7 @@ def create_app(source: ConfigSource | None = None, runtime: GatewayRuntime | Non
         state = runtime.state
         principal = tenant_principal(runtime, request)
         body = await parse_body(request, EmbeddingRequest, state.config.server.max_body_bytes)
-        return await embed(state, principal, body)
+        return await embed(state, principal, body, request.state.request_id)
 
     @app.get("/health/live")
     async def live() -> Response:

@@ -123,6 +123,8 @@ class TenantConfig(_Strict):
     rate_limits: RateLimits = RateLimits()
     routing: RoutingDefaults = RoutingDefaults()
     strategy: StrategyDefaults = StrategyDefaults()
+    # Keep prompt and response text in the request log; otherwise only their SHA-256.
+    log_content: bool = False
 
     @field_validator("api_key_hashes")
     @classmethod

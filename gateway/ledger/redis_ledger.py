@@ -2,8 +2,8 @@
 
 Standalone Redis (``redis://``, ``rediss://``, ``unix://``) and Redis Cluster
 (``redis+cluster://seed:port`` / ``rediss+cluster://``, or ``LedgerSettings.cluster``) are
-supported. Cluster works because every key of a tenant carries the hash tag ``{<tenant>}``
-and every script receives all the keys it touches in KEYS, so a script never crosses slots.
+supported. Cluster works because every key of a tenant carries the hash tag ``{<tenant>}``, so a
+script never crosses slots (its KEYS, and the buckets an expiring hold names, share the tag).
 
 Failure model: any connection error, timeout, or a Redis still loading its AOF raises
 ``LedgerUnavailable`` (the gateway answers 503: fail-closed). The client reconnects on the next
@@ -13,12 +13,10 @@ idempotent on the client-generated reservation id, which makes the one automatic
 Time comes from the calling replica's clock (passed to the scripts), not from Redis TIME, so that
 tests can inject a clock and both backends share one notion of "now". Replicas therefore need
 NTP-synchronised clocks; a skew of s seconds shifts window boundaries and hold expiry by s.
-The one exception is a reserve's deadline (``redis_socket_timeout_s`` after it is issued, when
-this replica stops waiting for its first attempt), which the script compares with Redis TIME, so
-that a reserve reaching a stalled Redis after that is refused rather than left as a hold nobody
-settles. A Redis clock found running
-ahead is learned from its refusals; one running behind lets such a reserve land up to the skew
-late, and the spool's cancel-by-id (spooled.py) then drops it.
+The exception is a reserve's deadline (``redis_socket_timeout_s`` after it is issued), compared
+with Redis TIME so that a reserve reaching a stalled Redis later is refused rather than left as a
+hold nobody settles. A Redis clock running ahead is learned from its refusals; one running behind
+lets such a reserve land up to the skew late, and the spool's cancel-by-id (spooled.py) drops it.
 """
 
 from __future__ import annotations
@@ -239,16 +237,16 @@ class RedisLedger(Ledger):
         still queued in a stalled Redis (the timed-out attempt, or its retry) takes no effect."""
         budget = self._settings.redis_socket_timeout_s
         give_up = self._wall_clock() + budget - min(0.2, budget / 10)
-        for attempt in range(2):
-            args[_DEADLINE_ARG] = int((give_up + self._redis_ahead_s) * 1000)
-            res = await self._call(self._reserve, keys, args)
-            if res[0] != "late" or attempt or self._wall_clock() >= give_up:
-                return res
+        args[_DEADLINE_ARG] = int((give_up + self._redis_ahead_s) * 1000)
+        res = await self._call(self._reserve, keys, args)
+        if res[0] == "late" and self._wall_clock() < give_up:
             # Refused as late though our deadline has not passed: Redis's clock is ahead.
             self._redis_ahead_s = int(res[1]) / 1000 - self._wall_clock()
             log.warning("ledger: Redis's clock runs %.3f s ahead of this replica's; reserve deadlines "
                         "now allow for it (check NTP)", self._redis_ahead_s)
-        raise AssertionError("unreachable")
+            args[_DEADLINE_ARG] = int((give_up + self._redis_ahead_s) * 1000)
+            res = await self._call(self._reserve, keys, args)
+        return res
 
     def _closed_until_ms(self, hold: Hold, now: float) -> int:
         return int((max(now, hold.expires_at) + self._settings.closed_retention_s) * 1000)

@@ -34,11 +34,13 @@ def executor_for(ctx: RequestContext, plan: RequestPlan) -> PlainExecutor | Stra
     return PlainExecutor(ctx, plan)
 
 
-async def chat_completion(state: GatewayState, principal: TenantPrincipal, request: ChatCompletionRequest) -> Response:
-    ctx = RequestContext.open(state, principal, ENDPOINT, request.model)
+async def chat_completion(state: GatewayState, principal: TenantPrincipal, request: ChatCompletionRequest,
+                          request_id: str) -> Response:
+    ctx = RequestContext.open(state, principal, ENDPOINT, request.model, request_id)
     try:
         plan = await plan_chat(state, principal, request)
         ctx.model = plan.model
+        ctx.messages = plan.messages
         ctx.router_info = plan.router_info
         ctx.strategy_name = plan.strategy.spec.strategy if plan.strategy else (plan.strategy_info or {}).get("name")
         await admit(ctx, plan.estimated_tokens())

@@ -22,7 +22,9 @@ class RequestContext:
     calls: UpstreamCalls
     endpoint: str
     requested_model: str
+    request_id: str
     started: float = field(default_factory=time.perf_counter)
+    wall_time: float = field(default_factory=time.time)
     # Filled by the plan step.
     model: ModelConfig | None = None
     estimated_tokens: int = 0
@@ -30,12 +32,18 @@ class RequestContext:
     strategy_name: str | None = None
     # Set once the rate limiter has counted this request, whose token estimate is then trued up.
     admitted: bool = False
+    # For the request's record: what was asked and answered, and how the strategy ran.
+    messages: list[dict[str, Any]] | None = None
+    response_text: str | None = None
+    strategy_n: int | None = None
+    degraded: bool = False
 
     @classmethod
-    def open(cls, state: GatewayState, principal: TenantPrincipal, endpoint: str, requested_model: str) -> RequestContext:
+    def open(cls, state: GatewayState, principal: TenantPrincipal, endpoint: str, requested_model: str,
+             request_id: str) -> RequestContext:
         account = Account.for_principal(state.ledger, principal, state.inflight)
         calls = UpstreamCalls(state.config, state.upstreams, allows=principal.tenant.allows, metrics=state.metrics)
-        return cls(state, principal, account, calls, endpoint, requested_model)
+        return cls(state, principal, account, calls, endpoint, requested_model, request_id)
 
     @property
     def tenant_id(self) -> str:

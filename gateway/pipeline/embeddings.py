@@ -38,8 +38,8 @@ def input_tokens(model: ModelConfig, body: EmbeddingRequest) -> int:
     return total
 
 
-async def embeddings(state: GatewayState, principal: TenantPrincipal, body: EmbeddingRequest) -> Response:
-    ctx = RequestContext.open(state, principal, ENDPOINT, body.model)
+async def embeddings(state: GatewayState, principal: TenantPrincipal, body: EmbeddingRequest, request_id: str) -> Response:
+    ctx = RequestContext.open(state, principal, ENDPOINT, body.model, request_id)
     try:
         model = named_model(state, principal.tenant, body.model, mode="embedding")
         ctx.model = model

@@ -17,10 +17,12 @@ Settle = Callable[[], Awaitable[None]]
 def finish(ctx: RequestContext, status: int | str, *, served_model: str | None = None, error_code: str | None = None,
            settle: Settle | None = None, first_byte_s: float | None = None) -> None:
     record = RequestRecord(
-        tenant_id=ctx.tenant_id, key_id=ctx.principal.key_id, endpoint=ctx.endpoint, requested_model=ctx.requested_model,
+        request_id=ctx.request_id, time=ctx.wall_time, tenant_id=ctx.tenant_id, key_id=ctx.principal.key_id,
+        endpoint=ctx.endpoint, requested_model=ctx.requested_model,
         served_model=served_model or ctx.model_label, status=str(status), error_code=error_code, router=ctx.router_info,
         strategy=ctx.strategy_name, calls=tuple(ctx.account.calls), latency_s=time.perf_counter() - ctx.started,
-        first_byte_s=first_byte_s,
+        first_byte_s=first_byte_s, strategy_n=ctx.strategy_n, degraded=ctx.degraded,
+        log_content=ctx.principal.tenant.log_content, messages=ctx.messages, response_text=ctx.response_text,
     )
 
     async def finalize() -> None:

@@ -18,6 +18,11 @@ log = logging.getLogger("ttc.observe")
 
 @dataclass(frozen=True)
 class RequestRecord:
+    """One request as it ended. `messages` and `response_text` are the content itself: an observer
+    that stores records keeps them only when `log_content` (the tenant opted in), else a hash."""
+
+    request_id: str
+    time: float  # unix seconds at arrival
     tenant_id: str
     key_id: str
     endpoint: str
@@ -30,6 +35,11 @@ class RequestRecord:
     calls: tuple[CallRecord, ...]
     latency_s: float
     first_byte_s: float | None
+    strategy_n: int | None = None
+    degraded: bool = False
+    log_content: bool = False
+    messages: list[dict[str, Any]] | None = None
+    response_text: str | None = None
 
     @property
     def cost_usd(self) -> float:

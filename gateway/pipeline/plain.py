@@ -63,6 +63,7 @@ class PlainExecutor:
         if usage is None:
             usage = (plan.billed_prompt_tokens(used), count_text_tokens(used.litellm_params.model, _text_of_choices(response)))
         metered.record(used, "answer", *usage)
+        ctx.response_text = _text_of_choices(response)
         cost = ctx.account.total_cost_usd
         metered.price_interruption(lambda: cost)  # a drain before the settlement charges the true cost
         return Answer(body=response, served_model=used.name, remaining_usd=metered.remaining_after_settle(),
@@ -170,5 +171,6 @@ class PlainStream:
         except Exception:  # what ran is unknown: charge the reservation, never nothing
             log.exception("could not price the stream from %s; charging its worst case", self.used.name)
             self.ctx.account.add(self.metered.worst_case)
+        self.ctx.response_text = "".join(self._generated)
         cost = self.ctx.account.total_cost_usd
         self.metered.price_interruption(lambda: cost)

@@ -60,6 +60,7 @@ class ChunkStream(Protocol):
 def ttc_object(ctx: RequestContext, strategy: dict[str, Any] | None, report: dict[str, Any]) -> Json:
     account = ctx.account
     return {
+        "request_id": ctx.request_id,
         "router": ctx.router_info,
         "strategy": strategy,
         "calls": [{**call.as_dict(), "cost_usd": round(call.cost_usd, 8)} for call in account.calls],

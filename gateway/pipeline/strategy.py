@@ -81,9 +81,14 @@ class StrategyExecutor:
             report["message"] = result.budget_message
         return report
 
+    def observed(self, result: StrategyResult) -> None:
+        self.ctx.response_text = result.text
+        self.ctx.strategy_n = result.strategy.n
+        self.ctx.degraded = result.strategy.degraded
+
     def body(self, result: StrategyResult) -> Json:
         return {
-            "id": f"chatcmpl-ttc-{int(time.time() * 1000)}",
+            "id": f"chatcmpl-{self.ctx.request_id}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.served_model(result),
@@ -96,6 +101,7 @@ class StrategyExecutor:
             result = await self._execute()
         except BaseException as error:
             raise self.map_error(error) from None
+        self.observed(result)
         return Answer(body=self.body(result), served_model=self.served_model(result),
                       remaining_usd=await self.ctx.account.remaining_usd(), strategy=result.strategy.as_dict(),
                       report=self.report(result))
@@ -143,6 +149,7 @@ class StrategyStream:
             self.failure = self.executor.map_error(error)
             return
         result = task.result()
+        self.executor.observed(result)
         self.served_model = self.executor.served_model(result)
         self.strategy = result.strategy.as_dict()
         self.report = self.executor.report(result)

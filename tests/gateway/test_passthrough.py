@@ -142,11 +142,30 @@ def test_cost_headers_and_ttc_object(gw: RunningGateway) -> None:
     raw = gw.client().chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=10)
     body = raw.parse()
     ttc = body.model_extra["ttc"]
-    assert set(ttc) == {"router", "strategy", "calls", "cost_usd"}
+    assert set(ttc) == {"request_id", "router", "strategy", "calls", "cost_usd"}
+    assert ttc["request_id"] == raw.headers["x-request-id"]
     expected = (body.usage.prompt_tokens * 1.0 + 10 * 2.0) / 1e6
     assert float(raw.headers["x-ttc-cost-usd"]) == pytest.approx(expected)
     assert ttc["cost_usd"] == pytest.approx(expected)
     assert float(raw.headers["x-ttc-budget-remaining-usd"]) == pytest.approx(10.0 - expected, abs=1e-6)
+
+
+def test_request_ids_are_kept_when_safe_and_made_otherwise(gw: RunningGateway) -> None:
+    client = gw.client()
+    kept = client.chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=2,
+                                                            extra_headers={"x-request-id": "client-trace.42:a_b"})
+    assert kept.headers["x-request-id"] == "client-trace.42:a_b" == kept.parse().model_extra["ttc"]["request_id"]
+    made = client.chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=2,
+                                                            extra_headers={"x-request-id": "bad id; <drop>" + "x" * 200})
+    assert made.headers["x-request-id"].startswith("req_") and len(made.headers["x-request-id"]) > 20
+    streamed = client.chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=2, stream=True)
+    assert streamed.headers["x-request-id"].startswith("req_")
+    # every response carries one, errors and other endpoints included
+    for response in (httpx.get(f"{gw.url}/v1/models"), httpx.get(f"{gw.url}/nope"), httpx.get(f"{gw.url}/health/live")):
+        assert response.headers["x-request-id"].startswith("req_")
+    distinct = {client.chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=2).headers["x-request-id"]
+                for _ in range(3)}
+    assert len(distinct) == 3
 
 
 def test_embeddings_pass_through(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path) -> None:
