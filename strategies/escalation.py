@@ -18,7 +18,7 @@ features, fitted on recorded answers of one model (outcome rows with a
 ``response``: `ttc strategies fit-escalation`, :mod:`strategies.lab.fit_escalation`).
 Serving needs only numpy and the JSON it is saved as. On RouteLLM GSM8K (Mixtral's recorded answers, held-out
 halves) a cascade on it reaches APGR 0.694 where routing on the prompt gets 0.643
-(bench/router_cascade.py); on SmolLM2-135M's MAWPS answers its out-of-fold AUC is
+(bench/router/cascade.py); on SmolLM2-135M's MAWPS answers its out-of-fold AUC is
 0.85.
 """
 

@@ -123,7 +123,7 @@ def _eval_command(live_generator: LiveGenerator) -> Callable[..., None]:
             raise typer.BadParameter(str(exc)) from None
         if strategy == "cascade":
             # Replay files hold one model's samples, and live eval has no escalation model to load.
-            raise typer.BadParameter("cascade is evaluated on recorded answers of two models by bench/router_cascade.py, "
+            raise typer.BadParameter("cascade is evaluated on recorded answers of two models by python -m bench.router.cascade, "
                                      "and served by the gateway (strategies.escalation)")
         if live:
             from .live import evaluate_live, load_prompts, load_shots

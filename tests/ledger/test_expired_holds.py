@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import redis
 
-from gateway.ledger import BudgetExceeded, BudgetScope, Hold, LedgerSettings, LedgerUnavailable, SqliteLedger, WindowLimit
+from gateway.ledger import (
+    BudgetExceeded,
+    BudgetScope,
+    Hold,
+    LedgerSettings,
+    LedgerUnavailable,
+    RedisLedger,
+    SqliteLedger,
+    WindowLimit,
+)
+from testkit.redis_server import RedisServer
 
 from .conftest import FakeClock, LedgerFactory
 
@@ -159,4 +171,27 @@ async def test_sqlite_file_from_before_expiry_charges_is_migrated(tmp_path: Path
         assert await ledger.settle(hold, 0.2) == 0.2
         assert (await ledger.usage(s)).windows[0].spent_usd == 0.2
     finally:
+        await ledger.close()
+
+
+async def test_redis_hold_written_by_an_earlier_version_is_refunded(redis_server: RedisServer) -> None:
+    clock = FakeClock()
+    settings = LedgerSettings(redis_url=redis_server.url, key_prefix=f"legacy{uuid.uuid4().hex[:8]}")
+    ledger = RedisLedger(settings, clock=clock)
+    base = f"{settings.key_prefix}:{{acme}}"
+    raw = redis.Redis.from_url(redis_server.url)
+    try:  # the record format before holds carried what their expiry costs
+        raw.hset(f"{base}:res", "old", "400000|t:day:20270113")
+        raw.hincrby(f"{base}:rsv", "t:day:20270113", 400000)
+        raw.zadd(f"{base}:exp", {"old": int((clock.now + 10) * 1000)})
+        s = BudgetScope("acme", (WindowLimit("day", 1.0),))
+        assert (await ledger.usage(s)).windows[0].reserved_usd == 0.4
+        clock.advance(11)
+        u = await ledger.usage(s)
+        assert (u.windows[0].reserved_usd, u.windows[0].spent_usd) == (0.0, 0.0)
+        old = Hold("old", "acme", 0.4, created_at=clock.now - 11, expires_at=clock.now - 1)
+        assert await ledger.settle(old, 0.1) == 0.1  # charged late, as before
+        assert (await ledger.usage(s)).windows[0].spent_usd == 0.1
+    finally:
+        raw.close()
         await ledger.close()

@@ -101,4 +101,4 @@ def test_eval_refuses_cascade_with_a_pointer(tmp_path: Path) -> None:
     replay = tmp_path / "r.jsonl"
     write_replay(replay)
     res = RUNNER.invoke(app, ["eval", "--replay", str(replay), "--strategy", "cascade"])
-    assert res.exit_code == 2 and "bench/router_cascade.py" in unboxed(res.output)
+    assert res.exit_code == 2 and "python-mbench.router.cascade" in unboxed(res.output)
