@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from contracts.environment import apply_environment_defaults
 from gateway import admin
+from gateway.requestlog import api as request_log_api
 from gateway.auth import bearer_token
 from gateway.edge import parse_body, tenant_principal
 from gateway.pipeline.chat import chat_completion
@@ -189,4 +190,5 @@ def create_app(source: ConfigSource | None = None, runtime: GatewayRuntime | Non
         return Response(runtime.metrics.render(), media_type=runtime.metrics.content_type)
 
     admin.mount(app, runtime)
+    request_log_api.mount(app, runtime)
     return app

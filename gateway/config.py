@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from contracts.prices import Price as ContractPrice
 from gateway.ledger.settings import LedgerSettings
 from gateway.local_runtime import local_model_problem
+from gateway.requestlog.settings import RequestLogSettings
 
 ENV_PREFIX = "os.environ/"
 
@@ -181,6 +182,8 @@ class GatewayConfig(_Strict):
     router: RouterConfig = RouterConfig()
     strategies: StrategiesConfig = StrategiesConfig()
     server: ServerSettings = ServerSettings()
+    # One row per request (SQLite beside the ledger by default, or PostgreSQL).
+    request_log: RequestLogSettings = RequestLogSettings()
     # Free-form section for LiteLLM-style files; accepted and ignored.
     litellm_settings: dict[str, Any] | None = None
     general_settings: dict[str, Any] | None = None

@@ -43,6 +43,10 @@ class Metrics:
             "ttc_strategy_requests", "Requests by test-time-compute strategy", ["tenant", "strategy"],
             registry=self.registry,
         )
+        # Rows the request log lost: its queue and its spool were both full (the disk is full).
+        self.request_log_dropped = Counter(
+            "ttc_request_log_dropped", "Request-log rows dropped (queue and spool full)", registry=self.registry
+        )
 
         # Tenants with traffic since the budget gauges were last refreshed (off the hot path).
         self.active_tenants: set[str] = set()

@@ -17,6 +17,7 @@ from gateway.accounting import budget_scope
 from gateway.inflight import InFlight
 from gateway.ledger import Ledger, LedgerUnavailable, make_ledger
 from gateway.metrics import Metrics
+from gateway.requestlog.writer import RequestLog, open_request_log
 from gateway.state import GatewayState, artifact_fingerprint, load_router, load_strategy_files
 from gateway.upstream import Upstreams
 
@@ -66,6 +67,8 @@ class GatewayRuntime:
         self._reload_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
         self._gauges: asyncio.Task[None] | None = None
+        # Built once at start (a changed `request_log:` section takes a restart): it owns a writer task and a spool.
+        self.request_log: RequestLog | None = None
 
     @property
     def state(self) -> GatewayState:
@@ -83,11 +86,18 @@ class GatewayRuntime:
         router_fp = artifact_fingerprint(config.router.artifact)
         router = await asyncio.to_thread(load_router, config.router.artifact)
         ledger = build_ledger(config.ledger)
-        self._state = GatewayState.build(config, ledger, self.upstreams, self.metrics, self.inflight, router, router_fp)
+        self.request_log = open_request_log(config.request_log, config.ledger.path, self.metrics)
+        if self.request_log is not None:
+            await self.request_log.start()  # replays what a previous process left in its spool
+        self._state = GatewayState.build(config, ledger, self.upstreams, self.metrics, self.inflight, router, router_fp,
+                                         extra_observers=self._observers())
         await ledger.start()  # replays what a previous process left in the spool, then keeps replaying
         if config.server.watch_interval_s > 0:
             self._watcher = asyncio.create_task(self._watch(config.server.watch_interval_s))
         self._gauges = asyncio.create_task(self._refresh_budget_gauges(BUDGET_GAUGE_INTERVAL_S))
+
+    def _observers(self) -> list[RequestLog]:
+        return [self.request_log] if self.request_log is not None else []
 
     def install_sighup(self) -> None:
         """Reload on SIGHUP. Only the main thread may own signals; elsewhere the file watcher serves."""
@@ -124,7 +134,7 @@ class GatewayRuntime:
                 except Exception as error:
                     log.error("router artifact reload failed, keeping the previous one: %s", error)
             self._state = GatewayState.build(config, ledger, self.upstreams, self.metrics, self.inflight, router, router_fp,
-                                             strategy_files)
+                                             strategy_files, self._observers())
             self._config_fingerprint = fingerprint
             log.info("config reloaded (%s): %d models, %d tenants", reason, len(config.models), len(config.tenants))
             return True
@@ -176,6 +186,8 @@ class GatewayRuntime:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.inflight.drain()  # before the ledger closes: settle what was cut off
+        if self.request_log is not None:  # after the drain: the cut-off requests' rows are queued
+            await self.request_log.close()
         # Closing a ledger stops its spool replay after a last attempt; what is left stays on
         # disk for the next start.
         if self._state is not None:

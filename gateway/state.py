@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -49,7 +50,7 @@ class GatewayState:
     @classmethod
     def build(cls, config: GatewayConfig, ledger: Ledger, upstreams: Upstreams, metrics: Metrics, inflight: InFlight,
               router: Router | None = None, router_fingerprint: str | None = None,
-              strategy_files: StrategyFiles | None = None) -> GatewayState:
+              strategy_files: StrategyFiles | None = None, extra_observers: Sequence[Observer] = ()) -> GatewayState:
         files = strategy_files or load_strategy_files(config)
         return cls(
             config=config,
@@ -63,7 +64,8 @@ class GatewayState:
             strategy_policy=files.policy,
             escalation_model=files.escalation,
             models_by_name={m.name: m for m in config.models},
-            observers=[MetricsObserver(metrics)],
+            # The runtime's long-lived observers (the request log) outlive any one state.
+            observers=[MetricsObserver(metrics), *extra_observers],
             metrics_token=resolve_secret(config.server.metrics_token) if config.server.metrics_token else None,
         )
 

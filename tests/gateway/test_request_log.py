@@ -1,0 +1,173 @@
+"""The request log through real HTTP with the OpenAI SDK, on SQLite and on a real PostgreSQL:
+one row per request of every kind, content only for tenants that opted in, tenant scoping on
+reads and feedback."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from gateway.auth import hash_key
+from testkit.servers import ThreadedServer
+from tests.gateway.conftest import ADMIN_KEY, OTHER_KEY, TENANT_KEY, RunningGateway, base_config, fake_model
+from tests.gateway.requestlog_support import log_section, postgres_url, rows  # noqa: F401  (fixtures)
+
+POOR_KEY = "sk-test-tenant-poor"
+MESSAGES = [{"role": "user", "content": "one two three four five"}]
+BEST_OF_2 = {"ttc": {"strategy": "best_of_n", "n": 2}}
+
+
+def log_config(upstream: str, tmp_path: Path, section: dict[str, Any]) -> dict[str, Any]:
+    config = base_config(upstream, tmp_path, request_log=section)
+    config["models"].append(fake_model("embedder", upstream, "emb", mode="embedding"))
+    tenant_a, tenant_b = config["tenants"]
+    tenant_a.update({"allowed_models": ["fast", "embedder"], "log_content": True})
+    tenant_b.update({"allowed_models": ["fast", "private"]})
+    config["tenants"].append({"id": "tenant-poor", "api_key_hashes": [hash_key(POOR_KEY)], "allowed_models": ["fast"],
+                              "budgets": [{"window": "day", "limit_usd": 0.000001}]})
+    return config
+
+
+def get(gw: RunningGateway, path: str, key: str) -> httpx.Response:
+    return httpx.get(gw.url + path, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def post(gw: RunningGateway, path: str, key: str, body: object) -> httpx.Response:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    return httpx.post(gw.url + path, content=content, timeout=30,
+                      headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+
+
+def by_id(found: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in found:
+        out.setdefault(row["request_id"], []).append(row)
+    return out
+
+
+def test_every_kind_of_request_is_one_row(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway],
+                                          tmp_path: Path, log_section: dict[str, Any]) -> None:  # noqa: F811
+    gw = start_gateway(log_config(fake_upstream.url, tmp_path, log_section))
+    client = gw.client(TENANT_KEY)
+    ids: dict[str, str] = {}
+
+    raw = client.chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=8)
+    ids["plain"] = raw.headers["x-request-id"]
+    plain_text = raw.parse().choices[0].message.content
+    raw_stream = client.chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=8, stream=True)
+    ids["stream"] = raw_stream.headers["x-request-id"]
+    for _ in raw_stream.parse():
+        pass
+    raw = client.chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=8, extra_body=BEST_OF_2)
+    ids["strategy"] = raw.headers["x-request-id"]
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client.chat.completions.create(model="no-such-model", messages=MESSAGES)
+    ids["unknown"] = unknown.value.response.headers["x-request-id"]
+    with pytest.raises(openai.RateLimitError) as poor:
+        gw.client(POOR_KEY).chat.completions.create(model="fast", messages=MESSAGES, max_tokens=8)
+    ids["budget"] = poor.value.response.headers["x-request-id"]
+    raw_embed = client.embeddings.with_raw_response.create(model="embedder", input=["one two"])
+    ids["embeddings"] = raw_embed.headers["x-request-id"]
+
+    logged = by_id(rows(gw.url, ADMIN_KEY))
+    for kind, request_id in ids.items():
+        assert len(logged.get(request_id, [])) == 1, f"{kind}: {logged.get(request_id)}"
+    assert len(logged) == len(ids)  # nothing else, nothing twice
+    row = {kind: logged[request_id][0] for kind, request_id in ids.items()}
+
+    plain = row["plain"]
+    assert (plain["tenant"], plain["requested_model"], plain["served_model"], plain["status"]) == ("tenant-a", "fast", "fast", "200")
+    assert plain["endpoint"].endswith("chat/completions") and plain["error_code"] is None
+    assert plain["key_id"] == hash_key(TENANT_KEY).split(":")[1][:12]
+    assert [c["model"] for c in plain["calls"]] == ["fast"] and plain["prompt_tokens"] > 0 and plain["cost_usd"] > 0
+    assert plain["latency_s"] > 0 and plain["strategy"] in (None, "single")
+    # tenant-a opted in: the content, and its hashes
+    assert plain["messages"] == MESSAGES and plain["response_text"] == plain_text
+    assert plain["prompt_sha256"] == hashlib.sha256(orjson.dumps(MESSAGES, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    assert plain["response_sha256"] == hashlib.sha256(plain_text.encode()).hexdigest()
+
+    assert row["stream"]["status"] == "200" and row["stream"]["first_byte_s"] is not None
+    assert row["stream"]["response_text"]
+
+    strategy = row["strategy"]
+    assert strategy["strategy"] == "best_of_n" and strategy["strategy_n"] == 2 and strategy["degraded"] is False
+    assert len(strategy["calls"]) >= 2
+
+    assert (row["unknown"]["status"], row["unknown"]["error_code"]) == ("404", "model_not_found")
+    assert row["unknown"]["calls"] == [] and row["unknown"]["cost_usd"] == 0
+    assert (row["budget"]["tenant"], row["budget"]["status"], row["budget"]["error_code"]) == ("tenant-poor", "429", "insufficient_quota")
+    embed = row["embeddings"]
+    assert embed["endpoint"].endswith("embeddings") and embed["status"] == "200" and embed["served_model"] == "embedder"
+
+    one = get(gw, f"/v1/requests/{ids['strategy']}", TENANT_KEY).json()
+    assert one["request_id"] == ids["strategy"] and one["feedback"] is None and one["calls"] == strategy["calls"]
+
+
+def test_content_only_for_tenants_that_opt_in(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway],
+                                             tmp_path: Path, log_section: dict[str, Any]) -> None:  # noqa: F811
+    gw = start_gateway(log_config(fake_upstream.url, tmp_path, log_section))
+    raw = gw.client(OTHER_KEY).chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=8)
+    text = raw.parse().choices[0].message.content
+    response = get(gw, f"/v1/requests/{raw.headers['x-request-id']}", OTHER_KEY)
+    row = response.json()
+    assert row["log_content"] is False and row["messages"] is None and row["response_text"] is None
+    assert row["prompt_sha256"] == hashlib.sha256(orjson.dumps(MESSAGES, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    assert row["response_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert "one two three" not in response.text and OTHER_KEY not in response.text  # neither content nor key
+
+
+def test_tenant_scoping_feedback_and_pages(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway],
+                                           tmp_path: Path, log_section: dict[str, Any]) -> None:  # noqa: F811
+    gw = start_gateway(log_config(fake_upstream.url, tmp_path, log_section))
+    mine = [gw.client(TENANT_KEY).chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=4)
+            .headers["x-request-id"] for _ in range(5)]
+    theirs = gw.client(OTHER_KEY).chat.completions.with_raw_response.create(model="private", messages=MESSAGES, max_tokens=4)
+    their_id = theirs.headers["x-request-id"]
+
+    # reads: a tenant sees its own rows only; another tenant's id is 404; the admin sees all
+    assert {r["request_id"] for r in rows(gw.url, TENANT_KEY)} == set(mine)
+    assert get(gw, f"/v1/requests/{their_id}", TENANT_KEY).status_code == 404
+    assert get(gw, f"/v1/requests?tenant=tenant-b", TENANT_KEY).status_code == 404
+    assert {r["request_id"] for r in rows(gw.url, ADMIN_KEY)} == {*mine, their_id}
+    assert [r["request_id"] for r in rows(gw.url, ADMIN_KEY, tenant="tenant-b")] == [their_id]
+    assert get(gw, f"/v1/requests/{their_id}", ADMIN_KEY).json()["tenant"] == "tenant-b"
+
+    # pages: newest first, disjoint, complete
+    first = get(gw, "/v1/requests?limit=2", TENANT_KEY).json()
+    assert first["has_more"] and len(first["data"]) == 2
+    second = get(gw, f"/v1/requests?limit=10&cursor={first['next_cursor']}", TENANT_KEY).json()
+    paged = [r["request_id"] for r in first["data"] + second["data"]]
+    assert paged == list(reversed(mine)) and not second["has_more"]
+    times = [r["time"] for r in first["data"] + second["data"]]
+    assert times == sorted(times, reverse=True)
+    # filters
+    assert {r["request_id"] for r in rows(gw.url, ADMIN_KEY, model="private")} == {their_id}
+    assert rows(gw.url, ADMIN_KEY, status="404") == []
+    after = get(gw, f"/v1/requests/{mine[2]}", TENANT_KEY).json()["time"]
+    assert {r["request_id"] for r in rows(gw.url, TENANT_KEY, since=str(after))} == set(mine[2:])
+    assert {r["request_id"] for r in rows(gw.url, TENANT_KEY, until=str(after))} == set(mine[:2])
+
+    # feedback: own requests only; repeated feedback replaces; bad bodies are 400 in OpenAI's shape
+    assert post(gw, "/v1/feedback", TENANT_KEY, {"request_id": their_id, "score": 1}).status_code == 404
+    assert post(gw, "/v1/feedback", TENANT_KEY, {"request_id": "no-such-id", "score": 1}).status_code == 404
+    assert post(gw, "/v1/feedback", TENANT_KEY, {"request_id": mine[0], "score": 0.9}).status_code == 200
+    replaced = post(gw, "/v1/feedback", TENANT_KEY, {"request_id": mine[0], "score": 0.25, "label": "wrong", "comment": "no"})
+    assert replaced.status_code == 200
+    feedback = get(gw, f"/v1/requests/{mine[0]}", TENANT_KEY).json()["feedback"]
+    assert (feedback["score"], feedback["label"], feedback["comment"]) == (0.25, "wrong", "no")
+    assert get(gw, f"/v1/requests/{their_id}", OTHER_KEY).json()["feedback"] is None
+    for bad in ({"request_id": mine[0], "score": 1.5}, {"score": 0.5}, {"request_id": mine[0], "score": 0.5, "extra": 1},
+                b"{not json"):
+        response = post(gw, "/v1/feedback", TENANT_KEY, bad)
+        assert response.status_code == 400, response.text
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    assert get(gw, "/v1/requests?cursor=garbage", TENANT_KEY).status_code == 400
+    assert get(gw, "/v1/requests?since=yesterday", TENANT_KEY).status_code == 400
+    assert get(gw, "/v1/requests", "sk-wrong").status_code == 401
