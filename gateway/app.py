@@ -18,6 +18,8 @@ from starlette.types import Receive, Scope, Send
 
 from contracts.environment import apply_environment_defaults
 from gateway import admin
+from gateway.messages import routes as messages_api
+from gateway.messages.dialect import MESSAGES
 from gateway.requestlog import api as request_log_api
 from gateway.auth import bearer_token
 from gateway.edge import parse_body, tenant_principal
@@ -119,11 +121,14 @@ def create_app(source: ConfigSource | None = None, runtime: GatewayRuntime | Non
         headers = dict(error.headers or {})  # 405 carries `Allow`
         if error.status_code == 404:
             message = f"Unknown endpoint {request.method} {request.url.path}. Supported: {', '.join(endpoint_list(app))}."
-            return GatewayError(404, message, code="not_found", headers=headers).response()
-        if error.status_code == 405:
+            failure = GatewayError(404, message, code="not_found", headers=headers)
+        elif error.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}; allowed: {headers.get('Allow', '?')}."
-            return GatewayError(405, message, code="method_not_allowed", headers=headers).response()
-        return GatewayError(error.status_code, str(error.detail), headers=headers).response()
+            failure = GatewayError(405, message, code="method_not_allowed", headers=headers)
+        else:
+            failure = GatewayError(error.status_code, str(error.detail), headers=headers)
+        # Anthropic's clients read only their own error shape.
+        return MESSAGES.error(failure) if request.url.path.startswith("/v1/messages") else failure.response()
 
     app.add_exception_handler(Exception, _known_error)
 
@@ -190,5 +195,6 @@ def create_app(source: ConfigSource | None = None, runtime: GatewayRuntime | Non
         return Response(runtime.metrics.render(), media_type=runtime.metrics.content_type)
 
     admin.mount(app, runtime)
+    messages_api.mount(app, runtime)
     request_log_api.mount(app, runtime)
     return app

@@ -75,6 +75,9 @@ def main() -> None:
     from gateway.commands.strategies import GatewayLabBackend
 
     app.add_typer(make_strategies_app(GatewayLabBackend()), name="strategies")
+    from gateway.commands.requests import app as requests_app
+
+    app.add_typer(requests_app, name="requests")
     app(prog_name="ttc")
 
 

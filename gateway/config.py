@@ -89,6 +89,9 @@ class RateLimits(_Strict):
 class RoutingDefaults(_Strict):
     cost_weight: float | None = Field(default=None, ge=0)
     tolerance: float | None = Field(default=None, ge=0, le=1)
+    # The share of `auto` requests served by a uniformly drawn candidate instead of the router's
+    # pick, logged with its propensity, so a new router can be evaluated off-policy from the log.
+    explore_rate: float | None = Field(default=None, ge=0, le=1)
 
 
 class StrategyDefaults(_Strict):
@@ -140,6 +143,7 @@ class RoutingProfile(_Strict):
     models: list[str] | None = None
     cost_weight: float | None = Field(default=None, ge=0)
     tolerance: float | None = Field(default=None, ge=0, le=1)
+    explore_rate: float | None = Field(default=None, ge=0, le=1)  # overrides the tenant's
 
 
 class RouterConfig(_Strict):

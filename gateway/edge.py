@@ -65,7 +65,8 @@ async def parse_body(request: Request, model: type[M], limit: int) -> M:
 
 
 def authenticate(runtime: GatewayRuntime, request: Request) -> Principal:
-    token = bearer_token(request.headers.get("authorization"))
+    # `Authorization: Bearer` as OpenAI clients send it, or `x-api-key` as Anthropic's do.
+    token = bearer_token(request.headers.get("authorization")) or request.headers.get("x-api-key") or None
     principal = runtime.state.keys.lookup(token) if token else None
     if principal is None:
         raise invalid_api_key()

@@ -48,7 +48,7 @@ def invalid_request(message: str, param: str | None = None, code: str | None = N
 def invalid_api_key() -> GatewayError:
     return GatewayError(
         401,
-        "Incorrect or missing API key. Pass it as 'Authorization: Bearer <key>'.",
+        "Incorrect or missing API key. Pass it as 'Authorization: Bearer <key>' (or 'x-api-key: <key>').",
         type="invalid_request_error",
         code="invalid_api_key",
     )

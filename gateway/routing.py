@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +65,15 @@ async def route(state: GatewayState, tenant: TenantConfig, request: ChatCompleti
     # keeps moving while one prompt is being scored.
     decision = await asyncio.to_thread(state.router.route, prompt_text(messages), candidates, cost_weight=cost_weight, tolerance=tolerance)
     by_router_name = {(m.router_name or m.name): m for m in pool}
-    chosen = by_router_name[decision.model]
+    # Exploration draws among the allowed candidates the tenant's per-request cap admits (the
+    # budget windows are checked by the reservation that follows, as for any pick).
+    cap = tenant.max_cost_per_request_usd
+    drawable = [c.model for c in decision.candidates if c.model in by_router_name and (cap is None or c.expected_cost_usd <= cap)]
+    rate = next((r for r in (profile.explore_rate if profile else None, tenant.routing.explore_rate) if r is not None), 0.0)
+    served, exploration = explore(decision.model, drawable, rate)
+    if exploration:
+        exploration["router_pick"] = by_router_name[decision.model].name
+    chosen = by_router_name[served]
     info = {
         "model": chosen.name,
         "candidates": [
@@ -74,6 +83,22 @@ async def route(state: GatewayState, tenant: TenantConfig, request: ChatCompleti
         ],
         "version": decision.version,
         "latency_ms": round(float(decision.latency_ms), 3),
+        **exploration,
     }
-    quality = next(float(c.predicted_quality) for c in decision.candidates if c.model == decision.model)
+    quality = next(float(c.predicted_quality) for c in decision.candidates if c.model == served)
     return RouteChoice(chosen, info, quality)
+
+
+def explore(pick: str, candidates: list[str], rate: float) -> tuple[str, dict[str, Any]]:
+    """With probability `rate`, a candidate drawn uniformly instead of the router's pick.
+
+    Returns the model to serve and what `ttc.router` records (nothing when `rate` is 0):
+    `explored`, `router_pick`, and `propensity`, the probability that this policy serves the
+    model it served, (1 - rate) * [served == pick] + rate / K, which off-policy evaluation of
+    another router (inverse propensity weighting) divides by."""
+    if rate <= 0 or not candidates:
+        return pick, {}
+    explored = random.random() < rate
+    served = random.choice(candidates) if explored else pick
+    propensity = (1 - rate) * (served == pick) + rate / len(candidates)
+    return served, {"explored": explored, "router_pick": pick, "propensity": round(propensity, 6)}

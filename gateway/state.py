@@ -121,15 +121,14 @@ def load_router(path: str | None) -> Router | None:
     from router import load_router as load
 
     router = load(path)
-    warm = getattr(router, "route", None)
-    if warm is not None and getattr(router, "models", None):
+    if router.models:
         # Load the embedder now, at (re)load time, not inside the first routed request.
         from router import Candidate
 
-        warm("warm up", [Candidate(name=router.models[0], input_per_1m=0.0, output_per_1m=0.0, prompt_tokens=1)])
+        router.route("warm up", [Candidate(name=router.models[0], input_per_1m=0.0, output_per_1m=0.0, prompt_tokens=1)])
     # After the warm-up: loading the embedder can bring in another BLAS library (torch's).
     limit_blas_threads(int(os.environ.get("TTC_ROUTER_THREADS", "1")))
-    log.info("loaded router artifact %s (version %s)", path, getattr(router, "version", "?"))
+    log.info("loaded router artifact %s (version %s)", path, router.version)
     return router
 
 

@@ -139,6 +139,18 @@ class FakeUpstream:
             return {"type": "http.response.body", "body": b"data: " + orjson.dumps({**base, **payload}) + b"\n\n", "more_body": True}
 
         await send(event({"choices": [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None} for i in range(n)]}))
+        if tool_call:  # the call's id and name first, then its arguments in pieces, as OpenAI streams them
+            function = tool_call["function"]
+            await send(event({"choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [
+                {"index": 0, "id": tool_call["id"], "type": "function", "function": {"name": function["name"], "arguments": ""}}]}}]}))
+            for piece in (function["arguments"][:3], function["arguments"][3:]):
+                await send(event({"choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [
+                    {"index": 0, "function": {"arguments": piece}}]}}]}))
+            await send(event({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                await send(event({"choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": 5, "total_tokens": prompt + 5}}))
+            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+            return
         for position in range(max_tokens):
             piece = "tok" if position == 0 else " tok"
             if drip_s:

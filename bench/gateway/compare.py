@@ -585,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=None, help="markdown file to update (default bench/RESULTS.md for full runs)")
     parser.add_argument("--json", type=Path, default=None, help="also write raw rows as JSON")
     parser.add_argument("--note", default="", help="free text added to the RESULTS.md section")
+    parser.add_argument("--request-log", choices=["on", "off"], default="on",
+                        help="the gateways' request log (default on, as in production); off measures without it")
     args = parser.parse_args(argv)
 
     quick = args.quick
@@ -670,7 +672,10 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     assert redis_srv is not None
                     ledger = {"redis_url": redis_srv.url}
-                cfg = write_yaml(work / f"{case}.yaml", ttc_config(up_url, ledger, args.max_tokens, artifacts.get(case)))
+                conf = ttc_config(up_url, ledger, args.max_tokens, artifacts.get(case))
+                if args.request_log == "off":  # the request log is on by default (SQLite in the working directory)
+                    conf["request_log"] = {"enabled": False}
+                cfg = write_yaml(work / f"{case}.yaml", conf)
                 server = Proc(case, [sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg), "--host", "127.0.0.1",
                                      "--port", str(port), "--workers", str(workers)], env, work)
                 key, ready = TTC_KEY, f"http://127.0.0.1:{port}/health/ready"

@@ -13,7 +13,7 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.finish import finish
 from gateway.pipeline.plain import PlainExecutor
 from gateway.pipeline.plan import RequestPlan, plan_chat
-from gateway.pipeline.respond import json_answer, stream_answer
+from gateway.pipeline.respond import OPENAI_CHAT, Dialect, json_answer, stream_answer
 from gateway.pipeline.strategy import StrategyExecutor
 from gateway.schemas import ChatCompletionRequest
 from gateway.state import GatewayState
@@ -35,8 +35,9 @@ def executor_for(ctx: RequestContext, plan: RequestPlan) -> PlainExecutor | Stra
 
 
 async def chat_completion(state: GatewayState, principal: TenantPrincipal, request: ChatCompletionRequest,
-                          request_id: str) -> Response:
-    ctx = RequestContext.open(state, principal, ENDPOINT, request.model, request_id)
+                          request_id: str, dialect: Dialect = OPENAI_CHAT, endpoint: str = ENDPOINT) -> Response:
+    """Chat completions, or another API translated into one (`dialect` shapes the answer back)."""
+    ctx = RequestContext.open(state, principal, endpoint, request.model, request_id)
     try:
         plan = await plan_chat(state, principal, request)
         ctx.model = plan.model
@@ -46,8 +47,8 @@ async def chat_completion(state: GatewayState, principal: TenantPrincipal, reque
         await admit(ctx, plan.estimated_tokens())
         executor = executor_for(ctx, plan)
         if plan.stream:
-            return stream_answer(ctx, await executor.open_stream(), plan.include_usage)
-        return json_answer(ctx, await executor.complete())
+            return stream_answer(ctx, await executor.open_stream(), plan.include_usage, dialect)
+        return json_answer(ctx, await executor.complete(), dialect)
     except GatewayError as error:
         finish(ctx, error.status, error_code=error.code)
         raise

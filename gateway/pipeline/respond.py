@@ -92,22 +92,93 @@ def answer_headers(ctx: RequestContext, answer: Answer) -> dict[str, str]:
     return _router_headers(ctx, headers)
 
 
-def json_answer(ctx: RequestContext, answer: Answer) -> Response:
-    body = answer.body
-    body["model"] = answer.served_model
-    body["usage"] = ctx.account.usage()
-    body["ttc"] = ttc_object(ctx, answer.strategy, answer.report)
+class StreamEncoder(Protocol):
+    """How one API frames a stream: its chunks, its keep-alive, its ending and its error event."""
+
+    def chunk(self, chunk: Json) -> bytes: ...
+
+    def keepalive(self) -> bytes: ...
+
+    def end(self, final: Json | None, first: Json | None) -> list[bytes]:
+        """After the upstream is done and charged: the closing frames (usage and `ttc` ride here)."""
+        ...
+
+    def error(self, failure: GatewayError) -> bytes: ...
+
+
+class Dialect(Protocol):
+    """One client API over the pipeline: the pipeline thinks in OpenAI chat completions, and a
+    dialect shapes its answers, streams and errors for the API the client speaks."""
+
+    def body(self, ctx: RequestContext, answer: Answer) -> Json: ...
+
+    def encoder(self, ctx: RequestContext, stream: ChunkStream, include_usage: bool) -> StreamEncoder: ...
+
+    def error(self, error: GatewayError) -> Response: ...
+
+
+class OpenAIChat:
+    """The OpenAI chat-completions shape, which the pipeline's answers already have."""
+
+    def body(self, ctx: RequestContext, answer: Answer) -> Json:
+        body = answer.body
+        body["model"] = answer.served_model
+        body["usage"] = ctx.account.usage()
+        body["ttc"] = ttc_object(ctx, answer.strategy, answer.report)
+        return body
+
+    def encoder(self, ctx: RequestContext, stream: ChunkStream, include_usage: bool) -> StreamEncoder:
+        return OpenAIChatStream(ctx, stream, include_usage)
+
+    def error(self, error: GatewayError) -> Response:
+        return error.response()
+
+
+class OpenAIChatStream:
+    def __init__(self, ctx: RequestContext, stream: ChunkStream, include_usage: bool) -> None:
+        self.ctx = ctx
+        self.stream = stream
+        self.include_usage = include_usage
+
+    def chunk(self, chunk: Json) -> bytes:
+        return sse(chunk)
+
+    def keepalive(self) -> bytes:
+        return KEEPALIVE
+
+    def end(self, final: Json | None, first: Json | None) -> list[bytes]:
+        stream = self.stream
+        final = final or {"id": (first or {}).get("id", "chatcmpl-ttc"), "object": "chat.completion.chunk",
+                          "created": int(time.time()), "model": stream.served_model, "choices": []}
+        ttc = ttc_object(self.ctx, stream.strategy, stream.report)
+        if self.include_usage:
+            usage = {"id": final.get("id"), "object": "chat.completion.chunk", "created": final.get("created"),
+                     "model": stream.served_model, "choices": [], "usage": self.ctx.account.usage(), "ttc": ttc}
+            return [sse(final), sse(usage), SSE_DONE]
+        final["ttc"] = ttc
+        return [sse(final), SSE_DONE]
+
+    def error(self, failure: GatewayError) -> bytes:
+        return sse_error_event(failure)
+
+
+OPENAI_CHAT = OpenAIChat()
+
+
+def json_answer(ctx: RequestContext, answer: Answer, dialect: Dialect = OPENAI_CHAT) -> Response:
+    body = dialect.body(ctx, answer)
     headers = answer_headers(ctx, answer)
     finish(ctx, 200, served_model=answer.served_model, settle=answer.settle)
     return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
 
-def stream_answer(ctx: RequestContext, stream: ChunkStream, include_usage: bool) -> Response:
+def stream_answer(ctx: RequestContext, stream: ChunkStream, include_usage: bool, dialect: Dialect = OPENAI_CHAT) -> Response:
     headers = _router_headers(ctx, {**STREAM_HEADERS, "x-ttc-model": stream.served_model})
-    return StreamingResponse(_frames(ctx, stream, include_usage), media_type="text/event-stream", headers=headers)
+    encoder = dialect.encoder(ctx, stream, include_usage)
+    return StreamingResponse(_frames(ctx, stream, encoder), media_type="text/event-stream", headers=headers)
 
 
-async def _frames(ctx: RequestContext, stream: ChunkStream, include_usage: bool) -> AsyncIterator[bytes]:
+async def _frames(ctx: RequestContext, stream: ChunkStream, encoder: StreamEncoder) -> AsyncIterator[bytes]:
     status, first_byte_s = "499", None  # a client that leaves mid-stream
     first: Json | None = None
     failure: GatewayError | None = None
@@ -117,10 +188,10 @@ async def _frames(ctx: RequestContext, stream: ChunkStream, include_usage: bool)
                 if first_byte_s is None:
                     first_byte_s = time.perf_counter() - ctx.started
                 if chunk is None:
-                    yield KEEPALIVE
+                    yield encoder.keepalive()
                     continue
                 first = first or chunk
-                yield sse(chunk)
+                yield encoder.chunk(chunk)
         except Exception:  # a 200 stream ends in an error event, never a cut connection
             log.exception("stream from %s failed", stream.served_model)
             failure = internal_error()
@@ -129,20 +200,12 @@ async def _frames(ctx: RequestContext, stream: ChunkStream, include_usage: bool)
         failure = failure or stream.failure
         if failure is not None:
             status = str(failure.status)
-            yield sse_error_event(failure)
+            yield encoder.error(failure)
             return
-        final = stream.final or {"id": (first or {}).get("id", "chatcmpl-ttc"), "object": "chat.completion.chunk",
-                                 "created": int(time.time()), "model": stream.served_model, "choices": []}
-        ttc = ttc_object(ctx, stream.strategy, stream.report)
-        if include_usage:
-            yield sse(final)
-            yield sse({"id": final.get("id"), "object": "chat.completion.chunk", "created": final.get("created"),
-                       "model": stream.served_model, "choices": [], "usage": ctx.account.usage(), "ttc": ttc})
-        else:
-            final["ttc"] = ttc
-            yield sse(final)
+        frames = encoder.end(stream.final, first)
         status = "200"
-        yield SSE_DONE
+        for frame in frames:
+            yield frame
     finally:
         # Runs on normal end, upstream failure and client disconnect alike; the shield keeps a
         # cancelled (disconnected) request from skipping what it owes.

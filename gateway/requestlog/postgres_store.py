@@ -22,19 +22,21 @@ Schema and why:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import psycopg
 
-from gateway.requestlog.row import Feedback, LogRow
-from gateway.requestlog.store import COLUMNS, JSON_COLUMNS, Query, StoreUnavailable, row_from, row_values
+from gateway.requestlog.row import Feedback, LogRow, RowData
+from gateway.requestlog.store import (COLUMNS, JSON_COLUMNS, Query, RowsRejected, StoreUnavailable, StoreValue, row_from,
+                                      row_values, time_range)
 
 TABLE = "ttc_request_log"
 FEEDBACK = "ttc_request_feedback"
 LOCK_ID = 0x7474_635F_6C6F_67  # pg_advisory_xact_lock key for schema and partition changes
 DAYS_AHEAD = 2
+EXPORT_BATCH = 2000
 T = TypeVar("T")
 
 SCHEMA = f"""
@@ -132,24 +134,39 @@ class PostgresRequestStore:
         self._writer.run(create)
         self._days |= missing
 
-    def write(self, rows: Sequence[LogRow]) -> None:
+    def write(self, rows: Sequence[RowData]) -> None:
         oldest = day_of(datetime.now(UTC).timestamp()) - timedelta(days=self.retention_days)
         # A row older than retention would land in a partition about to be dropped: skip it.
-        kept = [row for row in rows if day_of(row.time) >= oldest]
+        kept = [row for row in rows if day_of(row["time"]) >= oldest]
         if not kept:
             return
-        self._ensure_days({day_of(row.time) for row in kept})
+        self._ensure_days({day_of(row["time"]) for row in kept})
         params = []
         for row in kept:
-            values = row_values(row)
-            values[1] = to_time(row.time)
+            values = [without_nul(v, c in JSON_COLUMNS) for c, v in zip(COLUMNS, row_values(row), strict=True)]
+            values[1] = to_time(row["time"])
             params.append(values)
 
-        def insert(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-            with conn.transaction(), conn.cursor() as cur:
-                cur.executemany(INSERT, params)
+        def insert(conn: psycopg.Connection[tuple[object, ...]]) -> int:
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.executemany(INSERT, params)
+                return 0
+            except (psycopg.DataError, psycopg.IntegrityError):
+                # A row the server refuses, not a lost server: spooling the batch would replay
+                # the same refusal forever and hold every later row back. Keep the others.
+                rejected = 0
+                for values in params:
+                    try:
+                        with conn.transaction():
+                            conn.execute(INSERT, values)
+                    except (psycopg.DataError, psycopg.IntegrityError):
+                        rejected += 1
+                return rejected
 
-        self._writer.run(insert)
+        rejected = self._writer.run(insert)
+        if rejected:
+            raise RowsRejected(rejected, "PostgreSQL refused the row's data")
 
     def maintain(self, now: float) -> None:
         today = day_of(now)
@@ -224,9 +241,33 @@ class PostgresRequestStore:
 
         return self._reader.run(upsert)
 
+    def iter_rows(self, since: float | None, until: float | None, tenant: str | None) -> Iterator[LogRow]:
+        """Oldest first, in constant memory: a server-side (named) cursor on a connection of its
+        own, fetched `EXPORT_BATCH` rows at a time."""
+        where, args = time_range(to_time(since) if since is not None else None,
+                                 to_time(until) if until is not None else None, tenant, "%s")
+        try:
+            with psycopg.connect(self._reader.url) as conn, conn.cursor(name="ttc_request_log_export") as cur:
+                cur.itersize = EXPORT_BATCH
+                cur.execute(SELECT + where + " ORDER BY time, request_id", args)
+                for values in cur:
+                    yield _row(values)
+        except psycopg.Error as error:
+            raise StoreUnavailable(f"postgres request log export: {error}") from error
+
     def close(self) -> None:
         self._writer.close()
         self._reader.close()
+
+
+def without_nul(value: StoreValue, json: bool) -> StoreValue:
+    """PostgreSQL text and jsonb cannot hold NUL, which a prompt may: U+FFFD takes its place
+    (in serialized JSON, NUL is the escape `\\u0000`)."""
+    if not isinstance(value, str):
+        return value
+    if json:
+        return value.replace("\\u0000", "\\ufffd") if "\\u0000" in value else value
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 def _text(value: object) -> str | None:

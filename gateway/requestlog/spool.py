@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 from pydantic import ValidationError
 
-from gateway.requestlog.row import LogRow
+from gateway.requestlog.row import LogRow, RowData, row_data
 
 log = logging.getLogger("ttc.requestlog")
 
@@ -41,8 +41,8 @@ class RequestSpool:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()  # the loop's overflow appends and the writer thread's batches
 
-    def append(self, rows: list[LogRow], *, sync: bool) -> None:
-        data = b"".join(orjson.dumps(row.model_dump()) + b"\n" for row in rows)
+    def append(self, rows: list[RowData], *, sync: bool) -> None:
+        data = b"".join(orjson.dumps(row) + b"\n" for row in rows)
         with self._lock:
             fd = self._open_locked()
             try:
@@ -108,16 +108,16 @@ class RequestSpool:
             return any(self.path.parent.glob(f"{self.path.name}.replay-{os.getpid()}-*")) if self.path.parent.exists() else False
 
 
-def read_batches(path: Path, size: int) -> Iterator[list[LogRow]]:
+def read_batches(path: Path, size: int) -> Iterator[list[RowData]]:
     """The rows of a claimed file, `size` at a time (constant memory). A torn last line (a crash
     mid-append) or a corrupt one is logged and skipped, never replayed as garbage."""
-    batch: list[LogRow] = []
+    batch: list[RowData] = []
     with path.open("rb") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                batch.append(LogRow.model_validate(orjson.loads(line)))
+                batch.append(row_data(LogRow.model_validate(orjson.loads(line))))  # disk is a boundary
             except (orjson.JSONDecodeError, ValidationError):
                 log.error("request log spool %s: skipping unreadable line %d", path, number)
                 continue

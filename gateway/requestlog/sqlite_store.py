@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from gateway.requestlog.row import Feedback, LogRow
-from gateway.requestlog.store import COLUMNS, Query, StoreUnavailable, row_from, row_values
+from gateway.requestlog.row import Feedback, LogRow, RowData
+from gateway.requestlog.store import COLUMNS, Query, StoreUnavailable, row_from, row_values, time_range
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS request_log (
@@ -57,10 +57,10 @@ class SqliteRequestStore:
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
             return work(self._connection())
-        except sqlite3.Error as error:
+        except (sqlite3.Error, OSError) as error:  # OSError: the folder cannot be created
             raise StoreUnavailable(f"sqlite request log {self.path}: {error}") from error
 
-    def write(self, rows: Sequence[LogRow]) -> None:
+    def write(self, rows: Sequence[RowData]) -> None:
         values = [row_values(row) for row in rows]
         sql = f"INSERT OR IGNORE INTO request_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
@@ -137,6 +137,16 @@ class SqliteRequestStore:
 
         with self._lock:
             return bool(self._call(upsert))
+
+    def iter_rows(self, since: float | None, until: float | None, tenant: str | None) -> Iterator[LogRow]:
+        """Oldest first, in constant memory: a connection of its own, read as the cursor steps."""
+        where, args = time_range(since, until, tenant, "?")
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s)
+        try:
+            for values in conn.execute(SELECT + where + " ORDER BY time, request_id", args):
+                yield row_from(values)
+        finally:
+            conn.close()
 
     def close(self) -> None:
         with self._lock:

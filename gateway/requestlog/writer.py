@@ -24,10 +24,10 @@ from pathlib import Path
 from gateway.config import resolve_secret
 from gateway.metrics import Metrics
 from gateway.pipeline.observe import RequestRecord
-from gateway.requestlog.row import LogRow, row_of
+from gateway.requestlog.row import RowData, row_of
 from gateway.requestlog.settings import RequestLogSettings
 from gateway.requestlog.spool import RequestSpool, SpoolFull, read_batches
-from gateway.requestlog.store import RequestStore, StoreUnavailable
+from gateway.requestlog.store import RequestStore, RowsRejected, StoreUnavailable
 
 log = logging.getLogger("ttc.requestlog")
 
@@ -50,10 +50,13 @@ class RequestLog:
         self._handled = 0  # of those, written or spooled (or dropped)
         self._down_until = 0.0  # while the store failed recently, batches go straight to the spool
         self._unsynced = False  # overflow appends not yet fsync'd
-        self._last_maintained = 0.0
+        self._orphans_done = False  # spool files other (dead) processes claimed, replayed once
+        self._spool_dirty = True  # rows may wait in the spool (at start: a previous process's)
+        self._hurry = False  # a reader or shutdown waits: write without waiting for a full batch
+        self._last_maintained = float("-inf")  # maintain (partitions ahead, retention) at once
         self.max_depth = 0
         self._unreported = 0  # drops not yet in the log
-        self._last_drop_log = -DROP_LOG_INTERVAL_S
+        self._last_drop_log = float("-inf")
 
     # --- the hot path -------------------------------------------------------------------------
 
@@ -61,17 +64,20 @@ class RequestLog:
         if self._stopping or len(self._queue) >= self.settings.queue_size:
             self._overflow(record)
             return
-        self._queue.append(record)
+        queue = self._queue
+        queue.append(record)
         self._enqueued += 1
-        if len(self._queue) > self.max_depth:
-            self.max_depth = len(self._queue)
-        if not self._wake.is_set():
+        depth = len(queue)
+        if depth > self.max_depth:
+            self.max_depth = depth
+        # Wake the writer for the first row (it then waits to fill a batch) and for a full batch.
+        if (depth == 1 or depth >= self.settings.batch_size) and not self._wake.is_set():
             self._wake.set()
 
     def _overflow(self, record: RequestRecord) -> None:
         try:
             self.spool.append([row_of(record)], sync=False)  # the page cache; the next batch fsyncs
-            self._unsynced = True
+            self._unsynced = self._spool_dirty = True
         except SpoolFull as error:
             self._drop(1, str(error))
         except Exception:
@@ -89,25 +95,39 @@ class RequestLog:
     # --- the writer -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Nothing here may stop the gateway from starting: the log waits for its store, requests do not.
         try:
             await asyncio.to_thread(self.store.setup)
-        except StoreUnavailable as error:
+        except Exception as error:
             log.warning("request log store unavailable at start; spooling until it answers: %s", error)
             self._down_until = time.monotonic() + self.settings.replay_interval_s
         else:
-            await asyncio.to_thread(self._replay, True)  # what a previous process left behind
+            try:
+                await asyncio.to_thread(self._replay)  # first of all, what a previous process left behind
+            except Exception:
+                log.exception("request log: replaying the spool at start failed; retrying later")
         self._task = asyncio.create_task(self._run())
+
+    async def _wait(self, timeout_s: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout_s)
 
     async def _run(self) -> None:
         size = self.settings.batch_size
+        backlog = False  # the last batch was full: write the next at once
         while True:
-            if not self._queue:
-                if self._stopping:
-                    return
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.replay_interval_s)
+            if not self._queue and not self._stopping:
+                await self._wait(self.settings.replay_interval_s)
+            if 0 < len(self._queue) < size and not (self._stopping or self._hurry or backlog):
+                # Let the batch fill: a batch's fixed costs (the thread hand-off, the transaction)
+                # are then shared by its rows instead of paid by each request.
+                await self._wait(self.settings.flush_interval_s)
+            self._hurry = False
+            if not self._queue and self._stopping:
+                return
             batch = [self._queue.popleft() for _ in range(min(size, len(self._queue)))]
+            backlog = len(batch) == size
             try:
                 if batch:
                     await asyncio.to_thread(self._persist, batch)
@@ -121,8 +141,8 @@ class RequestLog:
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
-        if now >= self._down_until and (self._down_until > 0 or self.spool.pending()):
-            await asyncio.to_thread(self._replay, False)
+        if now >= self._down_until and (self._down_until > 0 or self._spool_dirty):
+            await asyncio.to_thread(self._replay)
         if now - self._last_maintained >= MAINTAIN_INTERVAL_S and now >= self._down_until:
             self._last_maintained = now
             try:
@@ -133,7 +153,7 @@ class RequestLog:
 
     def _persist(self, records: list[RequestRecord]) -> None:
         """In a thread: rows built, then the store, else the spool, else (disk full) dropped."""
-        rows: list[LogRow] = []
+        rows: list[RowData] = []
         for record in records:
             try:
                 rows.append(row_of(record))
@@ -149,11 +169,15 @@ class RequestLog:
                     self._unsynced = False
                     self.spool.sync()
                 return
+            except RowsRejected as error:
+                self.metrics.request_log_dropped.inc(error.count)
+                log.error("REQUEST LOG: the store refused %d row(s) for their data; the rest are stored", error.count)
+                return
             except StoreUnavailable as error:
                 self._store_failed(error)
         try:
             self.spool.append(rows, sync=True)
-            self._unsynced = False
+            self._unsynced, self._spool_dirty = False, True
         except SpoolFull as error:
             self._drop(len(rows), str(error))
 
@@ -162,19 +186,31 @@ class RequestLog:
             log.warning("request log store failed, spooling to %s: %s", self.spool.path, error)
         self._down_until = time.monotonic() + self.settings.replay_interval_s
 
-    def _replay(self, orphans: bool) -> None:
+    def _replay(self) -> None:
         """In a thread: every claimed spool file into the store; a file is deleted once all of it
         is in. Idempotent, so a half-replayed file is simply replayed again."""
         replayed = 0
-        for path in self.spool.claim(orphans):
-            try:
+        self._spool_dirty = False  # before claiming: an append from now on marks it again
+        try:
+            if self._down_until > 0.0:
+                # Also the probe that the store is back, and the schema for a store that was
+                # down when this process started (setup is idempotent).
+                self.store.setup()
+            # Files a dead process claimed are taken over by the first replay that reaches the store.
+            for path in self.spool.claim(orphans=not self._orphans_done):
                 for batch in read_batches(path, self.settings.batch_size):
-                    self.store.write(batch)
+                    try:
+                        self.store.write(batch)
+                    except RowsRejected as error:
+                        self.metrics.request_log_dropped.inc(error.count)
+                        log.error("REQUEST LOG: the store refused %d spooled row(s) for their data", error.count)
                     replayed += len(batch)
-            except StoreUnavailable as error:
-                self._store_failed(error)
-                return
-            path.unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
+        except StoreUnavailable as error:
+            self._spool_dirty = True
+            self._store_failed(error)
+            return
+        self._orphans_done = True
         if self._down_until > 0.0:
             log.warning("request log store is back; replayed %d spooled row(s)", replayed)
         self._down_until = 0.0
@@ -187,20 +223,20 @@ class RequestLog:
         target = self._enqueued
         if self._task is None or self._handled >= target:
             return
-        if not self._wake.is_set():
-            self._wake.set()
+        self._hurry = True
+        self._wake.set()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s), self._progress:
                 await self._progress.wait_for(lambda: self._handled >= target)
 
     async def close(self) -> None:
         """Write what is queued (or spool it), one last replay, then close the store."""
-        self._stopping = True
+        self._stopping = self._hurry = True
         self._wake.set()
         if self._task is not None:
             await self._task
-        if self.spool.pending() and time.monotonic() >= self._down_until:
-            await asyncio.to_thread(self._replay, False)
+        if self._spool_dirty and time.monotonic() >= self._down_until:
+            await asyncio.to_thread(self._replay)
         await asyncio.to_thread(self.store.close)
 
 

@@ -294,3 +294,12 @@ def test_grafana_provisioning(deploy_dir: Path, services: dict[str, Any]) -> Non
     dashboards_host_dir = mounts[provider["options"]["path"]]
     assert (deploy_dir / dashboards_host_dir / "ttc-gateway.json").is_file()
     assert mounts["/etc/grafana/provisioning"].rstrip("/") == "./grafana/provisioning"
+
+
+def test_request_log_goes_to_the_compose_postgres(deploy_dir: Path, services: dict[str, Any]) -> None:
+    config = yaml.safe_load((deploy_dir / "config" / "config.yaml").read_text())
+    env_name = config["request_log"]["postgres_url"].removeprefix("os.environ/")
+    for name in gateway_names(services):
+        url = services[name]["environment"][env_name]
+        host = re.match(r"postgresql://[^@]+@([^:/]+)", url)
+        assert host and host.group(1) in services and "postgres" in services[host.group(1)]["image"], url

@@ -35,6 +35,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "secrets": {"env": {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "sk-ant"}},
     },
     "existing-secrets": {"secrets": {"existingSecret": "ttc-env"}, "rollOnConfigChange": False},
+    "request-log-postgres": {"requestLog": {"existingSecret": "request-log-pg", "retentionDays": 14}},
 }
 
 
@@ -343,3 +344,16 @@ def test_values_defaults_are_safe(chart_dir: Path) -> None:
     assert values["redis"]["mode"] == "standalone"
     assert values["replicaCount"] >= 2 and values["autoscaling"]["minReplicas"] >= 2
     assert values["image"]["tag"] in ("", None) or values["image"]["tag"] != "latest"
+
+
+def test_request_log_settings_and_postgres_url_from_a_secret(rendered: dict[str, RenderedChart]) -> None:
+    from gateway.config import parse_config
+
+    assert gateway_config(rendered["defaults"])["request_log"] == {"enabled": True, "retention_days": 30}
+    chart = rendered["request-log-postgres"]
+    section = gateway_config(chart)["request_log"]
+    assert section == {"enabled": True, "retention_days": 14, "postgres_url": "os.environ/TTC_REQUEST_LOG_URL"}
+    parse_config(gateway_config(chart))  # the gateway accepts what the chart writes
+    env = {e["name"]: e for e in container(chart)["env"]}
+    assert env["TTC_REQUEST_LOG_URL"]["valueFrom"]["secretKeyRef"] == {"name": "request-log-pg", "key": "postgres-url"}
+    assert "TTC_REQUEST_LOG_URL" not in {e["name"] for e in container(rendered["defaults"]).get("env", [])}

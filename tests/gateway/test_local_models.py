@@ -191,3 +191,23 @@ def test_every_strategy_streamed_on_a_local_model(local_gateway: tuple[str, str]
     after = window_of(local_gateway)
     assert after["spent_usd"] - before["spent_usd"] == pytest.approx(ttc["cost_usd"], abs=2e-6)
     assert after["reserved_usd"] == 0
+
+
+def test_anthropic_messages_with_a_real_model(local_gateway: tuple[str, str]) -> None:
+    import anthropic
+
+    url, key = local_gateway
+    client_ = anthropic.Anthropic(base_url=url, api_key=key, max_retries=0, timeout=300)
+    before = usage_of(local_gateway)["windows"][0]["spent_usd"]
+    reply = client_.messages.create(model="smollm2-135m", max_tokens=12, system="Answer briefly.",
+                                    messages=[{"role": "user", "content": "What is the capital of France?"}])
+    assert reply.content[0].type == "text" and reply.content[0].text.strip()
+    assert reply.stop_reason in ("end_turn", "max_tokens")
+    cost = expected_cost("smollm2-135m", reply.usage.input_tokens, reply.usage.output_tokens)
+    with client_.messages.stream(model="smollm2-135m", max_tokens=12,
+                                 messages=[{"role": "user", "content": "Name a color."}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text.strip() and final.content[0].text == text
+    cost += expected_cost("smollm2-135m", final.usage.input_tokens, final.usage.output_tokens)
+    assert usage_of(local_gateway)["windows"][0]["spent_usd"] - before == pytest.approx(cost, abs=2e-6)

@@ -17,7 +17,7 @@ import pytest
 from gateway.auth import hash_key
 from testkit.servers import ThreadedServer
 from tests.gateway.conftest import ADMIN_KEY, OTHER_KEY, TENANT_KEY, RunningGateway, base_config, fake_model
-from tests.gateway.requestlog_support import log_section, postgres_url, rows  # noqa: F401  (fixtures)
+from tests.gateway.requestlog_support import rows
 
 POOR_KEY = "sk-test-tenant-poor"
 MESSAGES = [{"role": "user", "content": "one two three four five"}]
@@ -53,7 +53,7 @@ def by_id(found: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def test_every_kind_of_request_is_one_row(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway],
-                                          tmp_path: Path, log_section: dict[str, Any]) -> None:  # noqa: F811
+                                          tmp_path: Path, log_section: dict[str, Any]) -> None:
     gw = start_gateway(log_config(fake_upstream.url, tmp_path, log_section))
     client = gw.client(TENANT_KEY)
     ids: dict[str, str] = {}
@@ -111,7 +111,7 @@ def test_every_kind_of_request_is_one_row(fake_upstream: ThreadedServer, start_g
 
 
 def test_content_only_for_tenants_that_opt_in(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway],
-                                             tmp_path: Path, log_section: dict[str, Any]) -> None:  # noqa: F811
+                                             tmp_path: Path, log_section: dict[str, Any]) -> None:
     gw = start_gateway(log_config(fake_upstream.url, tmp_path, log_section))
     raw = gw.client(OTHER_KEY).chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=8)
     text = raw.parse().choices[0].message.content
@@ -124,7 +124,7 @@ def test_content_only_for_tenants_that_opt_in(fake_upstream: ThreadedServer, sta
 
 
 def test_tenant_scoping_feedback_and_pages(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway],
-                                           tmp_path: Path, log_section: dict[str, Any]) -> None:  # noqa: F811
+                                           tmp_path: Path, log_section: dict[str, Any]) -> None:
     gw = start_gateway(log_config(fake_upstream.url, tmp_path, log_section))
     mine = [gw.client(TENANT_KEY).chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=4)
             .headers["x-request-id"] for _ in range(5)]
@@ -134,7 +134,7 @@ def test_tenant_scoping_feedback_and_pages(fake_upstream: ThreadedServer, start_
     # reads: a tenant sees its own rows only; another tenant's id is 404; the admin sees all
     assert {r["request_id"] for r in rows(gw.url, TENANT_KEY)} == set(mine)
     assert get(gw, f"/v1/requests/{their_id}", TENANT_KEY).status_code == 404
-    assert get(gw, f"/v1/requests?tenant=tenant-b", TENANT_KEY).status_code == 404
+    assert get(gw, "/v1/requests?tenant=tenant-b", TENANT_KEY).status_code == 404
     assert {r["request_id"] for r in rows(gw.url, ADMIN_KEY)} == {*mine, their_id}
     assert [r["request_id"] for r in rows(gw.url, ADMIN_KEY, tenant="tenant-b")] == [their_id]
     assert get(gw, f"/v1/requests/{their_id}", ADMIN_KEY).json()["tenant"] == "tenant-b"
@@ -171,3 +171,70 @@ def test_tenant_scoping_feedback_and_pages(fake_upstream: ThreadedServer, start_
     assert get(gw, "/v1/requests?cursor=garbage", TENANT_KEY).status_code == 400
     assert get(gw, "/v1/requests?since=yesterday", TENANT_KEY).status_code == 400
     assert get(gw, "/v1/requests", "sk-wrong").status_code == 401
+
+
+def test_export_streams_the_range_as_jsonl(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway],
+                                           tmp_path: Path, log_section: dict[str, Any]) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.commands.requests import app
+
+    gw = start_gateway(log_config(fake_upstream.url, tmp_path, log_section))
+    sent = [gw.client(TENANT_KEY).chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=4)
+            .headers["x-request-id"] for _ in range(4)]
+    gw.client(OTHER_KEY).chat.completions.create(model="fast", messages=MESSAGES, max_tokens=4)
+    logged = {r["request_id"]: r for r in rows(gw.url, ADMIN_KEY)}  # also waits until they are written
+    out = tmp_path / "export.jsonl"
+    since = logged[sent[1]]["time"]
+    result = CliRunner().invoke(app, ["export", "--config", str(gw.config_path), "--since", str(since),
+                                      "--tenant", "tenant-a", "--format", "jsonl", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    exported = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [r["request_id"] for r in exported] == sent[1:]  # oldest first, in range, one tenant
+    assert exported[0] == logged[sent[1]]
+    bad = CliRunner().invoke(app, ["export", "--config", str(gw.config_path), "--since", "yesterday"])
+    assert bad.exit_code == 2
+
+
+def test_exploration_spreads_auto_requests_and_logs_propensities(
+        fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path,
+        log_section: dict[str, Any]) -> None:
+    from gateway.defaults import BUILTIN_ROUTER
+
+    config = log_config(fake_upstream.url, tmp_path, log_section)
+    config["models"] += [fake_model("small", fake_upstream.url, router_name="smollm2-135m"),
+                         fake_model("large", fake_upstream.url, router_name="gemma3-270m")]
+    config["tenants"][0].update({"allowed_models": ["small", "large"], "routing": {"explore_rate": 1.0}})
+    config["tenants"][1].update({"allowed_models": ["small", "large"]})  # no exploration: the router's pick
+    config["router"] = {"artifact": str(BUILTIN_ROUTER)}
+    gw = start_gateway(config)
+    routed = [gw.client(TENANT_KEY).chat.completions.create(model="auto", messages=MESSAGES, max_tokens=4)
+              for _ in range(24)]
+    assert all(r.model_extra["ttc"]["router"]["explored"] is True for r in routed)  # type: ignore[index]
+    logged = rows(gw.url, TENANT_KEY)
+    assert len(logged) == 24
+    served = [r["served_model"] for r in logged]
+    assert set(served) == {"small", "large"}  # P(all 24 draws alike) = 2 * 2**-24
+    assert all(r["explored"] is True and r["propensity"] == 0.5 and r["requested_model"] == "auto" for r in logged)
+    assert all(r["router"]["router_pick"] in ("small", "large") and r["router_version"] for r in logged)
+    plain = gw.client(OTHER_KEY).chat.completions.with_raw_response.create(model="auto", messages=MESSAGES, max_tokens=4)
+    row = get(gw, f"/v1/requests/{plain.headers['x-request-id']}", OTHER_KEY).json()
+    assert row["explored"] is False and row["propensity"] is None and "explored" not in row["router"]
+    assert row["served_model"] == row["router"]["model"]
+
+
+def test_a_prompt_with_nul_is_logged_and_blocks_no_other_row(
+        fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path,
+        log_section: dict[str, Any]) -> None:
+    # PostgreSQL's text and jsonb refuse NUL: such a row must neither be lost nor, spooled and
+    # replayed forever, hold back the rows after it.
+    gw = start_gateway(log_config(fake_upstream.url, tmp_path, log_section))
+    client = gw.client(TENANT_KEY)  # tenant-a keeps content
+    nul = client.chat.completions.with_raw_response.create(
+        model="fast", messages=[{"role": "user", "content": "before\x00after"}], max_tokens=4).headers["x-request-id"]
+    after = client.chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=4).headers["x-request-id"]
+    row = get(gw, f"/v1/requests/{nul}", TENANT_KEY).json()
+    assert row["messages"][0]["content"] in ("before\x00after", "before\ufffdafter")
+    assert row["prompt_sha256"] == hashlib.sha256(orjson.dumps([{"role": "user", "content": "before\x00after"}],
+                                                                option=orjson.OPT_SORT_KEYS)).hexdigest()
+    assert get(gw, f"/v1/requests/{after}", TENANT_KEY).status_code == 200

@@ -16,7 +16,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from testkit.servers import ThreadedServer, free_port
 from testkit.tcp_proxy import TcpProxy
 from tests.gateway.conftest import ADMIN_KEY, TENANT_KEY, RunningGateway, base_config
-from tests.gateway.requestlog_support import FAST, postgres_url, rows  # noqa: F401  (fixtures)
+from tests.gateway.requestlog_support import FAST, rows
 
 MESSAGES = [{"role": "user", "content": "one two three"}]
 
@@ -58,7 +58,7 @@ async def burst(gateways: list[RunningGateway], total: int) -> list[str]:
 
 
 def test_400_concurrent_requests_over_two_gateways_give_400_rows(
-        fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+        fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path, postgres_url: str) -> None:
     gateways = [start_gateway(config_for(fake_upstream.url, tmp_path / f"gw{i}", postgres_url=postgres_url)) for i in range(2)]
     ids = asyncio.run(burst(gateways, 400))
     assert len(set(ids)) == 400
@@ -67,7 +67,7 @@ def test_400_concurrent_requests_over_two_gateways_give_400_rows(
 
 
 def test_postgres_outage_fails_no_request_and_loses_no_row(
-        fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+        fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path, postgres_url: str) -> None:
     target = conninfo_to_dict(postgres_url)
     proxy = TcpProxy(str(target.get("host") or "127.0.0.1"), int(target.get("port") or 5432)).start()
     via_proxy = make_conninfo(postgres_url, host="127.0.0.1", port=str(proxy.port))
@@ -93,7 +93,7 @@ def test_postgres_outage_fails_no_request_and_loses_no_row(
 
 
 def test_spool_is_replayed_by_the_next_process(
-        fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+        fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path, postgres_url: str) -> None:
     dead = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"  # nothing listens there
     first = start_gateway(config_for(fake_upstream.url, tmp_path, postgres_url=dead))
     sent = asyncio.run(burst([first], 20))
@@ -116,3 +116,28 @@ def test_rows_are_dropped_and_counted_only_when_queue_and_spool_are_full(
 
 def get_status(gw: RunningGateway, path: str) -> int:
     return httpx.get(gw.url + path, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30).status_code
+
+
+def test_a_gateway_started_while_postgres_is_down_logs_once_it_is_up(
+        fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path, postgres_url: str) -> None:
+    target = conninfo_to_dict(postgres_url)
+    proxy = TcpProxy(str(target.get("host") or "127.0.0.1"), int(target.get("port") or 5432))  # not listening yet
+    gw = start_gateway(config_for(fake_upstream.url, tmp_path, store_timeout_s=2,
+                                  postgres_url=make_conninfo(postgres_url, host="127.0.0.1", port=str(proxy.port))))
+    sent = asyncio.run(burst([gw], 30))
+    proxy.start()  # the schema does not exist yet: the writer creates it when the store answers
+    try:
+        assert wait_for_rows_created(postgres_url, 30) == (30, 30)
+    finally:
+        proxy.cut()
+
+
+def wait_for_rows_created(url: str, expected: int, timeout_s: float = 60.0) -> tuple[int, int]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return wait_for_rows(url, expected, max(0.1, deadline - time.monotonic()))
+        except psycopg.errors.UndefinedTable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

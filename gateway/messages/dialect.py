@@ -1,0 +1,140 @@
+"""Answers, streams and errors in the Anthropic Messages shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from gateway.errors import GatewayError
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.respond import Answer, ChunkStream, StreamEncoder, ttc_object
+from gateway.upstream import Json
+
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
+                "content_filter": "refusal"}
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+               405: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error",
+               529: "overloaded_error"}
+
+
+def error_body(error: GatewayError) -> Json:
+    return {"type": "error", "error": {"type": ERROR_TYPES.get(error.status, "api_error"), "message": error.message}}
+
+
+def _event(name: str, payload: Json) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _tool_input(arguments: object) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(arguments) if isinstance(arguments, (str, bytes)) and arguments else {}
+    except orjson.JSONDecodeError:
+        return {"_raw": arguments}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+def _usage(ctx: RequestContext) -> Json:
+    usage = ctx.account.usage()
+    return {"input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"]}
+
+
+class AnthropicMessages:
+    def body(self, ctx: RequestContext, answer: Answer) -> Json:
+        choice = (answer.body.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+        content: list[Json] = []
+        if message.get("content"):
+            content.append({"type": "text", "text": str(message["content"])})
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") or {}
+            content.append({"type": "tool_use", "id": str(call.get("id") or ""), "name": str(function.get("name") or ""),
+                            "input": _tool_input(function.get("arguments"))})
+        return {"id": f"msg_{ctx.request_id}", "type": "message", "role": "assistant", "model": answer.served_model,
+                "content": content, "stop_reason": STOP_REASONS.get(str(choice.get("finish_reason")), "end_turn"),
+                "stop_sequence": None, "usage": _usage(ctx), "ttc": ttc_object(ctx, answer.strategy, answer.report)}
+
+    def encoder(self, ctx: RequestContext, stream: ChunkStream, include_usage: bool) -> StreamEncoder:
+        return AnthropicStream(ctx, stream)
+
+    def error(self, error: GatewayError) -> Response:
+        return Response(orjson.dumps(error_body(error)), status_code=error.status, media_type="application/json",
+                        headers=error.headers)
+
+
+class AnthropicStream:
+    """OpenAI chunks in, Anthropic events out: one text block, then one tool_use block per call."""
+
+    def __init__(self, ctx: RequestContext, stream: ChunkStream) -> None:
+        self.ctx = ctx
+        self.stream = stream
+        self.started = False
+        self.block: int = -1
+        self.block_kind: str | None = None
+        self.tool_index: dict[int, int] = {}  # the upstream's tool-call index -> our block index
+        self.finish_reason: str | None = None
+
+    def _start(self) -> list[bytes]:
+        if self.started:
+            return []
+        self.started = True
+        message = {"id": f"msg_{self.ctx.request_id}", "type": "message", "role": "assistant",
+                   "model": self.stream.served_model, "content": [], "stop_reason": None, "stop_sequence": None,
+                   "usage": {"input_tokens": 0, "output_tokens": 0}}
+        return [_event("message_start", {"type": "message_start", "message": message})]
+
+    def _open(self, kind: str, block: Json) -> list[bytes]:
+        frames = self._close()
+        self.block += 1
+        self.block_kind = kind
+        frames.append(_event("content_block_start", {"type": "content_block_start", "index": self.block, "content_block": block}))
+        return frames
+
+    def _close(self) -> list[bytes]:
+        if self.block_kind is None:
+            return []
+        self.block_kind = None
+        return [_event("content_block_stop", {"type": "content_block_stop", "index": self.block})]
+
+    def chunk(self, chunk: Json) -> bytes:
+        frames = self._start()
+        for choice in chunk.get("choices") or []:
+            self.finish_reason = choice.get("finish_reason") or self.finish_reason
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                if self.block_kind != "text":
+                    frames += self._open("text", {"type": "text", "text": ""})
+                frames.append(_event("content_block_delta", {"type": "content_block_delta", "index": self.block,
+                                                             "delta": {"type": "text_delta", "text": delta["content"]}}))
+            for call in delta.get("tool_calls") or []:
+                function = call.get("function") or {}
+                upstream_index = int(call.get("index") or 0)
+                if upstream_index not in self.tool_index:
+                    frames += self._open("tool_use", {"type": "tool_use", "id": str(call.get("id") or ""),
+                                                      "name": str(function.get("name") or ""), "input": {}})
+                    self.tool_index[upstream_index] = self.block
+                if function.get("arguments"):
+                    frames.append(_event("content_block_delta", {
+                        "type": "content_block_delta", "index": self.tool_index[upstream_index],
+                        "delta": {"type": "input_json_delta", "partial_json": str(function["arguments"])}}))
+        return b"".join(frames)
+
+    def keepalive(self) -> bytes:
+        return b"".join(self._start()) + _event("ping", {"type": "ping"})
+
+    def end(self, final: Json | None, first: Json | None) -> list[bytes]:
+        frames = [self.chunk(final)] if final else []
+        frames += self._start() + self._close()
+        stop = STOP_REASONS.get(str(self.finish_reason), "end_turn")
+        frames.append(_event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                                               "usage": _usage(self.ctx),
+                                               "ttc": ttc_object(self.ctx, self.stream.strategy, self.stream.report)}))
+        frames.append(_event("message_stop", {"type": "message_stop"}))
+        return frames
+
+    def error(self, failure: GatewayError) -> bytes:
+        return b"".join(self._start()) + _event("error", error_body(failure))
+
+
+MESSAGES = AnthropicMessages()
