@@ -20,6 +20,7 @@ from contracts.environment import apply_environment_defaults
 from gateway import admin
 from gateway.messages import routes as messages_api
 from gateway.messages.dialect import MESSAGES
+from gateway.responses import routes as responses_api
 from gateway.requestlog import api as request_log_api
 from gateway.auth import bearer_token
 from gateway.edge import parse_body, tenant_principal
@@ -196,5 +197,6 @@ def create_app(source: ConfigSource | None = None, runtime: GatewayRuntime | Non
 
     admin.mount(app, runtime)
     messages_api.mount(app, runtime)
+    responses_api.mount(app, runtime)
     request_log_api.mount(app, runtime)
     return app

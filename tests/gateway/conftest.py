@@ -109,4 +109,5 @@ def ledger_section(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, 
     if request.param == "sqlite":
         return {"path": str(tmp_path / "ledger.db")}
     url = request.getfixturevalue("redis_url")
-    return {"redis_url": url, "key_prefix": f"gw{next(_ledger_counter)}"}
+    # `path` too: the request log's SQLite file (and spools) go beside it, not into the working directory.
+    return {"redis_url": url, "key_prefix": f"gw{next(_ledger_counter)}", "path": str(tmp_path / "ledger.db")}

@@ -211,3 +211,15 @@ def test_anthropic_messages_with_a_real_model(local_gateway: tuple[str, str]) ->
     assert text.strip() and final.content[0].text == text
     cost += expected_cost("smollm2-135m", final.usage.input_tokens, final.usage.output_tokens)
     assert usage_of(local_gateway)["windows"][0]["spent_usd"] - before == pytest.approx(cost, abs=2e-6)
+
+
+def test_openai_responses_with_a_real_model(local_gateway: tuple[str, str]) -> None:
+    before = usage_of(local_gateway)["windows"][0]["spent_usd"]
+    reply = client(local_gateway).responses.create(model="gemma3-270m", input="What is the capital of Italy?", max_output_tokens=12)
+    assert reply.output_text.strip() and reply.usage is not None
+    cost = expected_cost("gemma3-270m", reply.usage.input_tokens, reply.usage.output_tokens)
+    with client(local_gateway).responses.stream(model="smollm2-135m", input="Name a fruit.", max_output_tokens=10) as stream:
+        final = stream.get_final_response()
+    assert final.output_text.strip() and final.usage is not None
+    cost += expected_cost("smollm2-135m", final.usage.input_tokens, final.usage.output_tokens)
+    assert usage_of(local_gateway)["windows"][0]["spent_usd"] - before == pytest.approx(cost, abs=2e-6)

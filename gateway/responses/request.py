@@ -1,0 +1,161 @@
+"""A Responses request, validated, and its translation into the pipeline's chat-completion form."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.errors import invalid_request
+from gateway.schemas import ChatCompletionRequest, TtcOptions
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["input_text", "output_text", "text", "input_image", "input_file", "refusal"]
+    text: str | None = None
+
+
+class MessageItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[ContentPart]
+
+
+class FunctionCallItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function_call"]
+    call_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    arguments: str
+
+
+class FunctionCallOutputItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1)
+    output: str
+
+
+class ReasoningItem(BaseModel):
+    """Reasoning a previous turn carried: the chat API upstream has no place for it, so it is dropped."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["reasoning"]
+
+
+InputItem = FunctionCallItem | FunctionCallOutputItem | ReasoningItem | MessageItem
+
+
+class FunctionTool(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionChoice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    name: str = Field(min_length=1)
+
+
+class TextFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text", "json_object", "json_schema"]
+    name: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class TextOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    format: TextFormat | None = None
+
+
+class ResponsesRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    input: str | list[InputItem] = Field(min_length=1)
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["auto", "none", "required"] | FunctionChoice | None = None
+    parallel_tool_calls: bool | None = None
+    text: TextOptions | None = None
+    metadata: dict[str, str] | None = None
+    user: str | None = None
+    stream: bool = False
+    store: bool | None = None
+    previous_response_id: str | None = None
+    ttc: TtcOptions | None = None
+
+
+def _part_text(content: str | list[ContentPart]) -> str:
+    return content if isinstance(content, str) else "".join(part.text or "" for part in content)
+
+
+def _chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if request.instructions:
+        out.append({"role": "system", "content": request.instructions})
+    if isinstance(request.input, str):
+        out.append({"role": "user", "content": request.input})
+        return out
+    for item in request.input:
+        if isinstance(item, MessageItem):
+            out.append({"role": item.role, "content": _part_text(item.content)})
+        elif isinstance(item, FunctionCallItem):
+            call = {"id": item.call_id, "type": "function", "function": {"name": item.name, "arguments": item.arguments}}
+            # Calls made in one turn go on one assistant message, as the chat API expects them.
+            if out and out[-1]["role"] == "assistant" and out[-1].get("tool_calls") is not None:
+                out[-1]["tool_calls"].append(call)
+            else:
+                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif isinstance(item, FunctionCallOutputItem):
+            out.append({"role": "tool", "tool_call_id": item.call_id, "content": item.output})
+    return out
+
+
+def _response_format(text: TextOptions | None) -> dict[str, Any] | None:
+    if text is None or text.format is None or text.format.type == "text":
+        return None
+    if text.format.type == "json_object":
+        return {"type": "json_object"}
+    schema = {"name": text.format.name or "response", "schema": text.format.schema_ or {}}
+    if text.format.strict is not None:
+        schema["strict"] = text.format.strict
+    return {"type": "json_schema", "json_schema": schema}
+
+
+def to_chat(request: ResponsesRequest) -> ChatCompletionRequest:
+    if request.previous_response_id is not None:
+        raise invalid_request("previous_response_id needs the earlier response to be stored, and this gateway keeps no "
+                              "responses: send the whole conversation in `input` instead.", param="previous_response_id")
+    tool_choice: str | dict[str, Any] | None = None
+    if isinstance(request.tool_choice, FunctionChoice):
+        tool_choice = {"type": "function", "function": {"name": request.tool_choice.name}}
+    elif request.tool_choice is not None:
+        tool_choice = request.tool_choice
+    body: dict[str, Any] = {
+        "model": request.model, "messages": _chat_messages(request), "max_tokens": request.max_output_tokens,
+        "stream": request.stream, "temperature": request.temperature, "top_p": request.top_p, "user": request.user,
+        "tool_choice": tool_choice, "parallel_tool_calls": request.parallel_tool_calls,
+        "response_format": _response_format(request.text),
+        "ttc": request.ttc.model_dump(exclude_none=True) if request.ttc else None,
+    }
+    if request.tools:
+        body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description or "",
+                                                           "parameters": t.parameters or {"type": "object", "properties": {}}}}
+                         for t in request.tools]
+    if request.stream:
+        body["stream_options"] = {"include_usage": True}
+    if not body["messages"]:
+        raise invalid_request("`input` holds no message or function output to answer.", param="input")
+    return ChatCompletionRequest.model_validate({k: v for k, v in body.items() if v is not None})
