@@ -42,25 +42,34 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
 READY_LEDGER_TIMEOUT_S = 0.8  # /health/ready answers within a second even when the ledger hangs
 
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 class GatewayApp(FastAPI):
-    """FastAPI for every endpoint but one: chat-completion POSTs go straight to their handler.
+    """FastAPI for every endpoint but the model requests: their POSTs go straight to their handlers.
 
-    The chat route is the hot path. Starlette's middleware stack, router matching and exception
-    wrappers cost about a tenth of a millisecond of CPU per request and do nothing for it, because
-    the handler validates its own input and maps every error to an OpenAI-format response itself.
+    Those routes are the hot path. Starlette's middleware stack, router matching and exception
+    wrappers cost about a tenth of a millisecond of CPU per request and do nothing for them, because
+    each handler validates its own input and maps every error to its API's error shape itself.
     """
 
-    chat_handler: Callable[[Request], Awaitable[Response]] | None = None
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.model_handlers: dict[str, Handler] = {}
+
+    def add_model_route(self, path: str, handler: Handler) -> None:
+        self.model_handlers[path] = handler
+        # Also as a route, so that other methods on the path get the usual 405.
+        self.router.add_route(path, handler, methods=["POST"])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             request_id = request_id_of(scope)
             scope.setdefault("state", {})["request_id"] = request_id
             send = sending_request_id(send, request_id)
-            if self.chat_handler is not None and scope["method"] == "POST" and scope["path"] in CHAT_PATHS:
-                response = await self.chat_handler(Request(scope, receive, send))
+            handler = self.model_handlers.get(scope["path"]) if scope["method"] == "POST" else None
+            if handler is not None:
+                response = await handler(Request(scope, receive, send))
                 await response(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
@@ -142,10 +151,8 @@ def create_app(source: ConfigSource | None = None, runtime: GatewayRuntime | Non
         except Exception as error:  # every failure becomes an OpenAI-format error, never a 500 page
             return error_response(error)
 
-    app.chat_handler = chat
-    # Also as routes, so that other methods on these paths get the usual 405.
     for path in CHAT_PATHS:
-        app.router.add_route(path, chat, methods=["POST"])
+        app.add_model_route(path, chat)
 
     @app.get("/v1/models")
     @app.get("/models")
@@ -196,7 +203,7 @@ def create_app(source: ConfigSource | None = None, runtime: GatewayRuntime | Non
         return Response(runtime.metrics.render(), media_type=runtime.metrics.content_type)
 
     admin.mount(app, runtime)
-    messages_api.mount(app, runtime)
-    responses_api.mount(app, runtime)
+    app.add_model_route(messages_api.ENDPOINT, messages_api.mount(app, runtime))
+    app.add_model_route(responses_api.ENDPOINT, responses_api.mount(app, runtime, error_response))
     request_log_api.mount(app, runtime)
     return app

@@ -37,8 +37,9 @@ async def in_anthropic_shape(handler: Callable[[], Awaitable[Response]]) -> Resp
         return MESSAGES.error(internal_error())
 
 
-def mount(app: FastAPI, runtime: GatewayRuntime) -> None:
-    @app.post("/v1/messages")
+def mount(app: FastAPI, runtime: GatewayRuntime) -> Callable[[Request], Awaitable[Response]]:
+    """Mount count_tokens; return the /v1/messages handler, which the app serves on its fast path."""
+
     async def messages(request: Request) -> Response:
         async def handle() -> Response:
             state = runtime.state
@@ -63,3 +64,5 @@ def mount(app: FastAPI, runtime: GatewayRuntime) -> None:
             return Response(orjson.dumps({"input_tokens": tokens}), media_type="application/json")
 
         return await in_anthropic_shape(handle)
+
+    return messages

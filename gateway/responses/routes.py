@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
@@ -15,16 +17,22 @@ from gateway.runtime import GatewayRuntime
 ENDPOINT = "/v1/responses"
 
 
-def mount(app: FastAPI, runtime: GatewayRuntime) -> None:
-    @app.post("/v1/responses")
+def mount(app: FastAPI, runtime: GatewayRuntime, error_response: Callable[[Exception], Response]) -> Callable[[Request], Awaitable[Response]]:
+    """Mount GET /v1/responses/{id}; return the POST handler, which the app serves on its fast path."""
+
     async def responses(request: Request) -> Response:
-        state = runtime.state
-        principal = tenant_principal(runtime, request)
-        body = await parse_body(request, ResponsesRequest, state.config.server.max_body_bytes)
-        return await chat_completion(state, principal, to_chat(body), request.state.request_id, ResponsesDialect(body), ENDPOINT)
+        try:
+            state = runtime.state
+            principal = tenant_principal(runtime, request)
+            body = await parse_body(request, ResponsesRequest, state.config.server.max_body_bytes)
+            return await chat_completion(state, principal, to_chat(body), request.state.request_id, ResponsesDialect(body), ENDPOINT)
+        except Exception as error:  # every failure becomes an OpenAI-format error, never a 500 page
+            return error_response(error)
 
     @app.get("/v1/responses/{response_id}")
     async def stored_response(response_id: str, request: Request) -> Response:
         tenant_principal(runtime, request)
         raise not_found(f"Response '{response_id}' is not stored: this gateway keeps no responses, so it can neither "
                         "return one nor continue from it (previous_response_id).")
+
+    return responses
