@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
 
-from .amounts import WindowLimit
 from .base import (
     BudgetScope,
     Hold,
@@ -21,14 +19,14 @@ from .base import (
     LedgerUnavailable,
     TenantUsage,
 )
-from .policy import Policy
+from .delegating import DelegatingLedger
 
 log = logging.getLogger("gateway.ledger")
 
 
-class FailOpenLedger(Ledger):
+class FailOpenLedger(DelegatingLedger):
     def __init__(self, inner: Ledger, *, log_every_s: float = 10.0) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._log_every_s = log_every_s
         self._last_log = float("-inf")
         self._suppressed = 0
@@ -96,17 +94,6 @@ class FailOpenLedger(Ledger):
             self._loud(f"budget lookup for tenant {scope.tenant_id!r}", e)
             return None
 
-    async def set_limits(
-        self, tenant_id: str, windows: Sequence[WindowLimit], max_cost_per_request_usd: float | None
-    ) -> None:
-        await self.inner.set_limits(tenant_id, windows, max_cost_per_request_usd)
-
-    async def clear_limits(self, tenant_id: str) -> None:
-        await self.inner.clear_limits(tenant_id)
-
-    async def stored_limits(self, tenant_id: str) -> Policy | None:
-        return await self.inner.stored_limits(tenant_id)
-
     async def admit_request(
         self, tenant_id: str, *, rpm: int | None, tpm: int | None, estimated_tokens: int
     ) -> None:
@@ -126,8 +113,4 @@ class FailOpenLedger(Ledger):
     async def ping(self) -> None:
         await self.inner.ping()  # health checks must still see the outage
 
-    async def start(self) -> None:
-        await self.inner.start()
 
-    async def close(self) -> None:
-        await self.inner.close()

@@ -18,11 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 
-from .amounts import WindowLimit, from_micro, to_micro
-from .base import BudgetScope, Hold, Ledger, LedgerUnavailable, TenantUsage, new_reservation_id
-from .policy import Policy
+from .amounts import from_micro, to_micro
+from .base import BudgetScope, Hold, Ledger, LedgerUnavailable, new_reservation_id
+from .delegating import DelegatingLedger
 from .spool import Spool, SpoolRecord
 
 log = logging.getLogger("gateway.ledger")
@@ -31,9 +30,9 @@ REPLAY_BATCH = 500  # records sent between two compactions of the file
 CLOSE_REPLAY_S = 5.0  # how long a closing ledger tries to empty its spool
 
 
-class SpooledLedger(Ledger):
+class SpooledLedger(DelegatingLedger):
     def __init__(self, inner: Ledger, spool: Spool, store: str, *, ttl_s: float, replay_interval_s: float = 1.0) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.spool = spool
         self.store = store
         self._ttl_s = ttl_s
@@ -170,38 +169,6 @@ class SpooledLedger(Ledger):
         except Exception:
             log.exception("ledger spool %s: final replay failed; records stay for the next start", self.spool.path)
         await self.inner.close()
-
-    # -- everything else goes straight to the store ---------------------------------------------
-
-    async def usage(self, scope: BudgetScope) -> TenantUsage:
-        return await self.inner.usage(scope)
-
-    async def remaining_usd(self, scope: BudgetScope) -> float | None:
-        return await self.inner.remaining_usd(scope)
-
-    async def set_limits(
-        self, tenant_id: str, windows: Sequence[WindowLimit], max_cost_per_request_usd: float | None
-    ) -> None:
-        await self.inner.set_limits(tenant_id, windows, max_cost_per_request_usd)
-
-    async def clear_limits(self, tenant_id: str) -> None:
-        await self.inner.clear_limits(tenant_id)
-
-    async def stored_limits(self, tenant_id: str) -> Policy | None:
-        return await self.inner.stored_limits(tenant_id)
-
-    async def admit_request(
-        self, tenant_id: str, *, rpm: int | None, tpm: int | None, estimated_tokens: int
-    ) -> None:
-        await self.inner.admit_request(tenant_id, rpm=rpm, tpm=tpm, estimated_tokens=estimated_tokens)
-
-    async def record_tokens(
-        self, tenant_id: str, *, tpm: int | None, tokens: int, estimated_tokens: int = 0
-    ) -> None:
-        await self.inner.record_tokens(tenant_id, tpm=tpm, tokens=tokens, estimated_tokens=estimated_tokens)
-
-    async def ping(self) -> None:
-        await self.inner.ping()
 
 
 __all__ = ["SpooledLedger"]

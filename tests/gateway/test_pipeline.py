@@ -103,8 +103,10 @@ def test_tpm_counts_every_internal_call(fake_upstream: ThreadedServer, start_gat
     plain_gw = start_gateway(limited_config(fake_upstream.url, tmp_path, ledger_section, {"tpm": tpm}))
     strategy_config = limited_config(fake_upstream.url, tmp_path, ledger_section, {"tpm": tpm})
     strategy_config["tenants"][0]["id"] = "tenant-a"
-    strategy_config["ledger"] = {**ledger_section, **({"path": str(tmp_path / "other.db")} if "path" in ledger_section
-                                                       else {"key_prefix": ledger_section["key_prefix"] + "s"})}
+    # A ledger of its own, so that the two gateways' token windows stay apart.
+    strategy_config["ledger"] = {**ledger_section, "path": str(tmp_path / "other.db")}
+    if "key_prefix" in ledger_section:
+        strategy_config["ledger"]["key_prefix"] = ledger_section["key_prefix"] + "s"
     strategy_gw = start_gateway(strategy_config)
     # 18-token requests: 5 fit under 100 (90), the 6th would make 108.
     assert answered_before_tpm_429(plain_gw, plain10) == 5
