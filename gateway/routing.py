@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.prompts import prompt_text
+from gateway.accounting import budget_scope
 from gateway.config import ModelConfig, TenantConfig
 from gateway.errors import GatewayError, invalid_request, model_not_found
+from gateway.ledger import LedgerError
 from gateway.schemas import ChatCompletionRequest
 from gateway.state import GatewayState
 
@@ -65,11 +67,15 @@ async def route(state: GatewayState, tenant: TenantConfig, request: ChatCompleti
     # keeps moving while one prompt is being scored.
     decision = await asyncio.to_thread(state.router.route, prompt_text(messages), candidates, cost_weight=cost_weight, tolerance=tolerance)
     by_router_name = {(m.router_name or m.name): m for m in pool}
-    # Exploration draws among the allowed candidates the tenant's per-request cap admits (the
-    # budget windows are checked by the reservation that follows, as for any pick).
-    cap = tenant.max_cost_per_request_usd
-    drawable = [c.model for c in decision.candidates if c.model in by_router_name and (cap is None or c.expected_cost_usd <= cap)]
     rate = next((r for r in (profile.explore_rate if profile else None, tenant.routing.explore_rate) if r is not None), 0.0)
+    drawable: list[str] = []
+    if rate > 0:
+        # Exploration draws only among the allowed candidates the tenant can afford: an expected
+        # cost within the per-request cap and within what is left of the tightest budget window
+        # (one ledger read, made only for exploring tenants). The reservation that follows still
+        # checks the worst case, as for any pick.
+        limit = await affordable_usd(state, tenant)
+        drawable = [c.model for c in decision.candidates if c.model in by_router_name and (limit is None or c.expected_cost_usd <= limit)]
     served, exploration = explore(decision.model, drawable, rate)
     if exploration:
         exploration["router_pick"] = by_router_name[decision.model].name
@@ -87,6 +93,21 @@ async def route(state: GatewayState, tenant: TenantConfig, request: ChatCompleti
     }
     quality = next(float(c.predicted_quality) for c in decision.candidates if c.model == served)
     return RouteChoice(chosen, info, quality)
+
+
+async def affordable_usd(state: GatewayState, tenant: TenantConfig) -> float | None:
+    """The most one request may be expected to cost: the tenant's per-request cap and the money
+    left in its tightest window, whichever is less (None: no limit known). A ledger that cannot
+    be read leaves the cap alone; the reservation then decides, as it does for every request."""
+    limits = [tenant.max_cost_per_request_usd] if tenant.max_cost_per_request_usd is not None else []
+    if tenant.budgets:
+        try:
+            remaining = await state.ledger.remaining_usd(budget_scope(tenant, None))
+        except LedgerError:
+            remaining = None
+        if remaining is not None:
+            limits.append(remaining)
+    return min(limits) if limits else None
 
 
 def explore(pick: str, candidates: list[str], rate: float) -> tuple[str, dict[str, Any]]:

@@ -86,7 +86,7 @@ class GatewayRuntime:
         router_fp = artifact_fingerprint(config.router.artifact)
         router = await asyncio.to_thread(load_router, config.router.artifact)
         ledger = build_ledger(config.ledger)
-        self.request_log = open_request_log(config.request_log, config.ledger.path, self.metrics)
+        self.request_log = open_request_log(config.request_log, config.ledger, self.metrics)
         if self.request_log is not None:
             await self.request_log.start()  # replays what a previous process left in its spool
         self._state = GatewayState.build(config, ledger, self.upstreams, self.metrics, self.inflight, router, router_fp,

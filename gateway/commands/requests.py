@@ -1,4 +1,4 @@
-"""`ttc requests export`: the request log as JSON lines, oldest first, in constant memory (the
+"""`ttc requests export`: the request log as JSON lines or Parquet, oldest first, in constant memory (the
 stores stream: a server-side cursor in PostgreSQL). The flywheel's training job reads this."""
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ def open_store(config_path: str) -> RequestStore:
 
         return PostgresRequestStore(resolve_secret(settings.postgres_url), settings.retention_days, settings.store_timeout_s)
     from gateway.requestlog.sqlite_store import SqliteRequestStore
+    from gateway.requestlog.writer import default_dir
 
-    return SqliteRequestStore(settings.sqlite_path(config.ledger.path), settings.retention_days)
+    return SqliteRequestStore(settings.sqlite_path(default_dir(config.ledger)), settings.retention_days)
 
 
 @app.command("export")
@@ -41,12 +42,15 @@ def export(
     since: Optional[str] = typer.Option(None, help="From this time (unix seconds or ISO 8601, UTC if no zone)."),
     until: Optional[str] = typer.Option(None, help="Up to this time, exclusive."),
     tenant: Optional[str] = typer.Option(None, help="One tenant only."),
-    fmt: str = typer.Option("jsonl", "--format", help="jsonl (parquet is not supported yet)."),
-    out: str = typer.Option("-", help="Output file; '-' is stdout."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl, or parquet (needs pyarrow: the `export` extra)."),
+    out: str = typer.Option("-", help="Output file; '-' is stdout (jsonl only)."),
 ) -> None:
-    """Write every row in [since, until) as one JSON object per line."""
-    if fmt != "jsonl":
-        typer.echo(f"unsupported --format {fmt!r}: only jsonl is implemented", err=True)
+    """Write every row in [since, until), oldest first: one JSON object per line, or Parquet row groups."""
+    if fmt not in ("jsonl", "parquet"):
+        typer.echo(f"unsupported --format {fmt!r}: jsonl or parquet", err=True)
+        raise typer.Exit(2)
+    if fmt == "parquet" and out == "-":
+        typer.echo("--format parquet needs --out FILE (a Parquet file ends with its index, so not stdout)", err=True)
         raise typer.Exit(2)
     try:
         store = open_store(config)
@@ -57,6 +61,21 @@ def export(
     except GatewayError as error:  # a bad --since/--until
         typer.echo(error.message.replace("'since'", "--since").replace("'until'", "--until"), err=True)
         raise typer.Exit(2) from None
+    if fmt == "parquet":
+        from gateway.requestlog.parquet import ParquetUnavailable, write_parquet
+
+        try:
+            written = write_parquet(store.iter_rows(start, end, tenant), out)
+        except ParquetUnavailable as error:
+            typer.echo(str(error), err=True)
+            raise typer.Exit(2) from None
+        except StoreUnavailable as error:
+            typer.echo(str(error), err=True)
+            raise typer.Exit(1) from None
+        finally:
+            store.close()
+        typer.echo(f"exported {written} rows", err=True)
+        return
     sink = sys.stdout.buffer if out == "-" else Path(out).open("wb")
     written = 0
     try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from contracts.prompts import prompt_text
-from strategies import DifficultyFn, TTCSpec, forced_single_reason
+from strategies import DifficultyFn, StrategyInfo, TTCSpec, forced_single_reason
 
 from gateway.accounting import count_prompt_tokens, output_cap, worst_case_usd
 from gateway.auth import TenantPrincipal
@@ -57,7 +57,7 @@ class RequestPlan:
     router_info: dict[str, Any] | None = None
     strategy: StrategyPlan | None = None
     # `ttc.strategy` of a request that asked for a strategy but runs as one plain call.
-    strategy_info: dict[str, Any] | None = None
+    strategy_info: StrategyInfo | None = None
 
     def body_for(self, model: ModelConfig, n: int | None = None) -> Json:
         body: Json = {**self.params, "messages": self.messages, "max_tokens": output_cap(model, self.params.get("max_tokens"))}
@@ -128,7 +128,7 @@ async def plan_chat(state: GatewayState, principal: TenantPrincipal, request: Ch
     reason = forced_single_reason(tools=request.tools, n=request.n)
     if reason is not None:
         # Tools or n>1: one plain call, which streams straight through, with the reason on record.
-        plan.strategy_info = {"name": "single", "n": 1, "degraded": False, "reason": reason}
+        plan.strategy_info = StrategyInfo("single", 1, degraded=False, reason=reason)
         return plan
     spec = strategy_spec(state, tenant, request, name, model)
     plan.strategy = _strategy_plan(state, spec, model, routed)

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import anyio
 import orjson
 from starlette.responses import Response, StreamingResponse
+from strategies import StrategyInfo
 
 from gateway.errors import GatewayError, internal_error, sse_error_event
 from gateway.pipeline.context import RequestContext
@@ -35,7 +36,7 @@ class Answer:
     body: Json
     served_model: str
     remaining_usd: float | None
-    strategy: dict[str, Any] | None = None
+    strategy: StrategyInfo | None = None
     report: dict[str, Any] = field(default_factory=dict)  # further `ttc` keys (cascade, budget_exhausted)
     settle: Settle | None = None  # what is still held, settled after the answer is sent
 
@@ -46,7 +47,7 @@ class ChunkStream(Protocol):
     the cost rides on it. `close()` stops the upstream work and records what it used."""
 
     served_model: str
-    strategy: dict[str, Any] | None
+    strategy: StrategyInfo | None
     report: dict[str, Any]
     final: Json | None
     failure: GatewayError | None
@@ -57,12 +58,12 @@ class ChunkStream(Protocol):
     async def close(self) -> None: ...
 
 
-def ttc_object(ctx: RequestContext, strategy: dict[str, Any] | None, report: dict[str, Any]) -> Json:
+def ttc_object(ctx: RequestContext, strategy: StrategyInfo | None, report: dict[str, Any]) -> Json:
     account = ctx.account
     return {
         "request_id": ctx.request_id,
         "router": ctx.router_info,
-        "strategy": strategy,
+        "strategy": strategy.as_dict() if strategy is not None else None,
         "calls": [{**call.as_dict(), "cost_usd": round(call.cost_usd, 8)} for call in account.calls],
         "cost_usd": round(account.total_cost_usd, 8),
         **report,
@@ -86,7 +87,7 @@ def cost_headers(ctx: RequestContext, served_model: str, remaining_usd: float | 
 def answer_headers(ctx: RequestContext, answer: Answer) -> dict[str, str]:
     headers = cost_headers(ctx, answer.served_model, answer.remaining_usd)
     if answer.strategy is not None:
-        headers["x-ttc-strategy"] = str(answer.strategy["name"])
+        headers["x-ttc-strategy"] = answer.strategy.name
     if answer.report.get("budget_exhausted"):
         headers["x-ttc-budget-exhausted"] = "true"
     return _router_headers(ctx, headers)

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from strategies import InsufficientBudget, ProgressEvent, StrategyError, StrategyResult, TTCSpecError, run_strategy
+from strategies import InsufficientBudget, ProgressEvent, StrategyError, StrategyInfo, StrategyResult, TTCSpecError, run_strategy
 
 from gateway.accounting import budget_error
 from gateway.errors import GatewayError, internal_error, invalid_request
@@ -103,7 +103,7 @@ class StrategyExecutor:
             raise self.map_error(error) from None
         self.observed(result)
         return Answer(body=self.body(result), served_model=self.served_model(result),
-                      remaining_usd=await self.ctx.account.remaining_usd(), strategy=result.strategy.as_dict(),
+                      remaining_usd=await self.ctx.account.remaining_usd(), strategy=result.strategy,
                       report=self.report(result))
 
     async def open_stream(self) -> StrategyStream:
@@ -131,7 +131,7 @@ class StrategyStream:
         self.executor = executor
         self.task = task
         self.served_model = executor.plan.model.name
-        self.strategy: dict[str, Any] | None = None
+        self.strategy: StrategyInfo | None = None
         self.report: dict[str, Any] = {}
         self.final: Json | None = None
         self.failure: GatewayError | None = None
@@ -151,7 +151,7 @@ class StrategyStream:
         result = task.result()
         self.executor.observed(result)
         self.served_model = self.executor.served_model(result)
-        self.strategy = result.strategy.as_dict()
+        self.strategy = result.strategy
         self.report = self.executor.report(result)
         body = self.executor.body(result)
         base = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"], "model": body["model"]}

@@ -31,11 +31,13 @@ class RequestLogSettings(BaseModel):
     # A store call that takes longer fails, and its batch goes to the spool.
     store_timeout_s: float = Field(default=5.0, gt=0)
 
-    def sqlite_path(self, ledger_path: str) -> Path:
-        return Path(self.path) if self.path else Path(ledger_path).parent / "ttc-requests.db"
+    # `default_dir`: where files go that the section does not place (`writer.default_dir`: beside
+    # the SQLite ledger, or the gateway's data dir; never just the working directory).
+    def sqlite_path(self, default_dir: Path) -> Path:
+        return Path(self.path) if self.path else default_dir / "ttc-requests.db"
 
-    def spool_file(self, ledger_path: str) -> Path:
+    def spool_file(self, default_dir: Path) -> Path:
         if self.spool_path:
             return Path(self.spool_path)
-        base = Path(self.path).parent if self.path else Path(ledger_path).parent
+        base = Path(self.path).parent if self.path else default_dir
         return base / "ttc-requests.spool.jsonl"

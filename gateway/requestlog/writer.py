@@ -22,6 +22,7 @@ from collections import deque
 from pathlib import Path
 
 from gateway.config import resolve_secret
+from gateway.ledger.settings import LedgerSettings
 from gateway.metrics import Metrics
 from gateway.pipeline.observe import RequestRecord
 from gateway.requestlog.row import RowData, row_of
@@ -240,10 +241,23 @@ class RequestLog:
         await asyncio.to_thread(self.store.close)
 
 
-def open_request_log(settings: RequestLogSettings, ledger_path: str, metrics: Metrics) -> RequestLog | None:
+def default_dir(ledger: LedgerSettings) -> Path:
+    """Where the SQLite log and the spool go unless `request_log:` places them: beside the ledger's
+    SQLite file when there is one (embedded ledger) or `ledger.path` is set; with a Redis ledger
+    and no `ledger.path`, the gateway's data dir (TTC_DATA_DIR, else ~/.local/share/ttc-gateway),
+    never whatever the working directory happens to be."""
+    if ledger.redis_url is None or "path" in ledger.model_fields_set:
+        return Path(ledger.path).parent
+    from gateway.defaults import data_dir
+
+    return data_dir()
+
+
+def open_request_log(settings: RequestLogSettings, ledger: LedgerSettings, metrics: Metrics) -> RequestLog | None:
     """The configured store, or None when `request_log.enabled` is false."""
     if not settings.enabled:
         return None
+    where = default_dir(ledger)
     store: RequestStore
     if settings.postgres_url:
         from gateway.requestlog.postgres_store import PostgresRequestStore
@@ -253,6 +267,6 @@ def open_request_log(settings: RequestLogSettings, ledger_path: str, metrics: Me
     else:
         from gateway.requestlog.sqlite_store import SqliteRequestStore
 
-        store = SqliteRequestStore(settings.sqlite_path(ledger_path), settings.retention_days)
-    spool = RequestSpool(Path(settings.spool_file(ledger_path)), settings.spool_max_bytes)
+        store = SqliteRequestStore(settings.sqlite_path(where), settings.retention_days)
+    spool = RequestSpool(settings.spool_file(where), settings.spool_max_bytes)
     return RequestLog(store, spool, settings, metrics)

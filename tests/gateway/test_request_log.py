@@ -238,3 +238,71 @@ def test_a_prompt_with_nul_is_logged_and_blocks_no_other_row(
     assert row["prompt_sha256"] == hashlib.sha256(orjson.dumps([{"role": "user", "content": "before\x00after"}],
                                                                 option=orjson.OPT_SORT_KEYS)).hexdigest()
     assert get(gw, f"/v1/requests/{after}", TENANT_KEY).status_code == 200
+
+
+def test_export_as_parquet_holds_the_same_rows_as_jsonl(
+        fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path,
+        log_section: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    import gateway.requestlog.parquet as parquet
+    from gateway.commands.requests import app
+
+    monkeypatch.setattr(parquet, "ROW_GROUP", 3)  # several row groups from a handful of rows
+    gw = start_gateway(log_config(fake_upstream.url, tmp_path, log_section))
+    gw.client(TENANT_KEY).chat.completions.create(model="fast", messages=MESSAGES, max_tokens=4, extra_body=BEST_OF_2)
+    for _ in range(6):
+        gw.client(TENANT_KEY).chat.completions.create(model="fast", messages=MESSAGES, max_tokens=4)
+    gw.client(OTHER_KEY).chat.completions.create(model="fast", messages=MESSAGES, max_tokens=4)
+    assert len(rows(gw.url, ADMIN_KEY)) == 8  # also waits until they are written
+    common = ["export", "--config", str(gw.config_path)]
+    out_jsonl, out_parquet = tmp_path / "export.jsonl", tmp_path / "export.parquet"
+    result = CliRunner().invoke(app, [*common, "--format", "jsonl", "--out", str(out_jsonl)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, [*common, "--format", "parquet", "--out", str(out_parquet)])
+    assert result.exit_code == 0, result.output
+
+    from_jsonl = [orjson.loads(line) for line in out_jsonl.read_bytes().splitlines()]
+    table = pq.ParquetFile(out_parquet)
+    assert table.metadata.num_row_groups == 3  # 8 rows, 3 to a group: streamed, not one table
+    from_parquet = table.read().to_pylist()
+    for row in from_parquet:  # nested fields travel as JSON text
+        for column in ("router", "calls", "messages"):
+            if row[column] is not None:
+                row[column] = orjson.loads(row[column])
+    assert len(from_jsonl) == 8 and from_parquet == from_jsonl
+    assert any(r["strategy_n"] == 2 and len(r["calls"]) >= 2 for r in from_parquet)
+    assert CliRunner().invoke(app, [*common, "--format", "parquet"]).exit_code == 2  # no stdout for parquet
+
+
+def test_exploration_draws_only_candidates_the_remaining_budget_affords(
+        fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path) -> None:
+    from gateway.defaults import BUILTIN_ROUTER
+
+    section = {"path": str(tmp_path / "requests.db"), "spool_path": str(tmp_path / "requests.spool"),
+               "flush_interval_s": 0.05, "replay_interval_s": 0.2}
+    config = log_config(fake_upstream.url, tmp_path, section)
+    config["models"] += [fake_model("small", fake_upstream.url, router_name="smollm2-135m"),
+                         {**fake_model("large", fake_upstream.url, router_name="gemma3-270m"),
+                          "price": {"input_per_1m": 1000.0, "output_per_1m": 2000.0}}]
+    # tenant-a: $0.01 left for the day, and no per-request cap; tenant-b: plenty of money.
+    config["tenants"][0].update({"allowed_models": ["small", "large"], "routing": {"explore_rate": 1.0},
+                                 "budgets": [{"window": "day", "limit_usd": 0.01}]})
+    config["tenants"][1].update({"allowed_models": ["small", "large"], "routing": {"explore_rate": 1.0},
+                                 "budgets": [{"window": "day", "limit_usd": 100.0}]})
+    config["router"] = {"artifact": str(BUILTIN_ROUTER)}
+    gw = start_gateway(config)
+
+    poor = [gw.client(TENANT_KEY).chat.completions.create(model="auto", messages=MESSAGES, max_tokens=4) for _ in range(16)]
+    costs = {c["model"]: c["expected_cost_usd"] for c in poor[0].model_extra["ttc"]["router"]["candidates"]}  # type: ignore[index]
+    assert costs["small"] < 0.01 < costs["large"]  # the premise: only the cheaper one fits what is left
+    assert [r.model_extra["ttc"]["router"]["explored"] for r in poor] == [True] * 16  # type: ignore[index]
+    logged = rows(gw.url, TENANT_KEY)
+    assert len(logged) == 16 and all(r["status"] == "200" for r in logged)
+    assert {r["served_model"] for r in logged} == {"small"}  # never explored into the unaffordable one
+    assert all(r["explored"] is True and r["propensity"] == 1.0 for r in logged)  # one drawable candidate
+
+    rich = [gw.client(OTHER_KEY).chat.completions.create(model="auto", messages=MESSAGES, max_tokens=4) for _ in range(24)]
+    assert {r.model for r in rich} == {"small", "large"}  # the same models, affordable: both drawn (P(fail) = 2**-23)
+    assert {r["propensity"] for r in rows(gw.url, OTHER_KEY)} == {0.5}
