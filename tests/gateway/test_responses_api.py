@@ -107,3 +107,15 @@ def test_errors_and_unstored_responses(fake_upstream: ThreadedServer, start_gate
         openai.OpenAI(base_url=gw.url + "/v1", api_key=client.api_key).responses.create(model="m", input="x", max_output_tokens=64)
     assert quota.value.body["code"] == "insufficient_quota"  # type: ignore[index]
     assert 'ttc_requests_total{model="m",status="429",tenant="tenant-a"} 1.0' in httpx.get(f"{gw.url}/metrics").text  # no retry
+
+
+def test_unsupported_endpoints_name_the_supported_ones(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway],
+                                                       tmp_path: Path) -> None:
+    gw = start_gateway(responses_config(fake_upstream.url, tmp_path, {"path": str(tmp_path / "l.db")}))
+    for path in ("/v1/completions", "/v1/audio/speech", "/v1/images/generations", "/v1/files"):
+        response = httpx.post(f"{gw.url}{path}", headers={"authorization": "Bearer x"}, json={})
+        assert response.status_code == 404, path
+        message = response.json()["error"]["message"]
+        assert all(endpoint in message for endpoint in ("POST /v1/chat/completions", "POST /v1/responses", "POST /v1/messages"))
+    with pytest.raises(openai.NotFoundError):
+        gw.client().completions.create(model="m", prompt="legacy")
