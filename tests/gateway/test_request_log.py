@@ -300,9 +300,68 @@ def test_exploration_draws_only_candidates_the_remaining_budget_affords(
     assert [r.model_extra["ttc"]["router"]["explored"] for r in poor] == [True] * 16  # type: ignore[index]
     logged = rows(gw.url, TENANT_KEY)
     assert len(logged) == 16 and all(r["status"] == "200" for r in logged)
-    print("SERVED", [r["served_model"] for r in logged], costs); assert {r["served_model"] for r in logged} == {"small"}  # never explored into the unaffordable one
+    assert {r["served_model"] for r in logged} == {"small"}  # never explored into the unaffordable one
     assert all(r["explored"] is True and r["propensity"] == 1.0 for r in logged)  # one drawable candidate
 
     rich = [gw.client(OTHER_KEY).chat.completions.create(model="auto", messages=MESSAGES, max_tokens=4) for _ in range(24)]
     assert {r.model for r in rich} == {"small", "large"}  # the same models, affordable: both drawn (P(fail) = 2**-23)
     assert {r["propensity"] for r in rows(gw.url, OTHER_KEY)} == {0.5}
+
+
+def test_responses_and_messages_requests_are_one_row_each(
+        fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path,
+        log_section: dict[str, Any]) -> None:
+    import anthropic
+
+    gw = start_gateway(log_config(fake_upstream.url, tmp_path, log_section))
+    responses = gw.client(TENANT_KEY)
+    messages = anthropic.Anthropic(base_url=gw.url, api_key=TENANT_KEY, max_retries=0)
+    ids: dict[str, str] = {}
+    ids["responses"] = responses.responses.with_raw_response.create(
+        model="fast", input="one two three", max_output_tokens=4).headers["x-request-id"]
+    raw = responses.responses.with_raw_response.create(model="fast", input="one two", max_output_tokens=3, stream=True)
+    ids["responses-stream"] = raw.headers["x-request-id"]
+    for _ in raw.parse():
+        pass
+    with pytest.raises(openai.NotFoundError) as unknown:
+        responses.responses.create(model="no-such-model", input="x")
+    ids["responses-error"] = unknown.value.response.headers["x-request-id"]
+    ids["messages"] = messages.messages.with_raw_response.create(
+        model="fast", max_tokens=4, messages=[{"role": "user", "content": "one two three"}]).headers["x-request-id"]
+    with messages.messages.stream(model="fast", max_tokens=3, messages=[{"role": "user", "content": "hi"}]) as stream:
+        stream.get_final_message()
+        ids["messages-stream"] = stream.response.headers["x-request-id"]
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        messages.messages.create(model="no-such-model", max_tokens=4, messages=[{"role": "user", "content": "x"}])
+    ids["messages-error"] = missing.value.response.headers["x-request-id"]
+
+    logged = by_id(rows(gw.url, ADMIN_KEY))
+    for kind, request_id in ids.items():
+        assert len(logged.get(request_id, [])) == 1, f"{kind}: {logged.get(request_id)}"
+        row = logged[request_id][0]
+        assert row["endpoint"] == "/v1/" + kind.split("-")[0], (kind, row["endpoint"])
+        assert row["tenant"] == "tenant-a" and row["requested_model"] in ("fast", "no-such-model")
+        if kind.endswith("error"):
+            assert (row["status"], row["error_code"]) == ("404", "model_not_found"), (kind, row)
+        else:
+            assert row["status"] == "200" and row["served_model"] == "fast" and row["calls"], (kind, row)
+            assert row["response_text"]  # tenant-a keeps content
+    assert len(logged) == len(ids)  # nothing else, nothing twice
+    assert logged[ids["responses-stream"]][0]["first_byte_s"] is not None
+    assert logged[ids["messages-stream"]][0]["first_byte_s"] is not None
+
+
+def test_with_a_redis_ledger_and_no_ledger_path_the_log_lives_in_the_data_dir(
+        fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path, redis_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cwd, data = tmp_path / "cwd", tmp_path / "data"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("TTC_DATA_DIR", str(data))
+    config = base_config(fake_upstream.url, tmp_path, ledger={"redis_url": redis_url, "key_prefix": "datadir"},
+                         request_log={"flush_interval_s": 0.05})
+    gw = start_gateway(config)
+    sent = gw.client(TENANT_KEY).chat.completions.with_raw_response.create(model="fast", messages=MESSAGES, max_tokens=4)
+    assert [r["request_id"] for r in rows(gw.url, ADMIN_KEY)] == [sent.headers["x-request-id"]]
+    assert (data / "ttc-requests.db").is_file()
+    assert not any(p.name.startswith("ttc-requests") for p in cwd.iterdir()), list(cwd.iterdir())

@@ -186,3 +186,29 @@ def test_auto_with_a_strategy_predicts_once_and_says_which_router(stream: bool, 
         assert raw.headers["x-ttc-router-model"] == ttc["router"]["model"] in LOCAL_MODELS
         assert raw.headers["x-ttc-router-version"] == str(ttc["router"]["version"])
     assert predicted == [1]  # one prompt, predicted once: routing's prediction is the difficulty
+
+
+def test_auto_routes_through_the_responses_and_messages_apis(artifact: Path, fake_upstream: ThreadedServer, tmp_path: Path) -> None:
+    import anthropic
+
+    from gateway.app import create_app
+    from gateway.runtime import ConfigSource
+
+    config = base_config(fake_upstream.url, tmp_path)
+    config["models"] = [fake_model(name, fake_upstream.url, "fake") for name in LOCAL_MODELS]
+    config["tenants"][0]["allowed_models"] = ["*"]
+    config["router"] = {"artifact": str(artifact)}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with ThreadedServer(create_app(ConfigSource(str(path)))) as server:
+        responses = openai.OpenAI(base_url=server.url + "/v1", api_key=TENANT_KEY, max_retries=0).responses.with_raw_response.create(
+            model="auto", input="What is 7 times 6?", max_output_tokens=3)
+        reply = responses.parse()
+        assert reply.model in LOCAL_MODELS and reply.model_extra["ttc"]["router"]["model"] == reply.model
+        assert responses.headers["x-ttc-router-model"] == reply.model
+        messages = anthropic.Anthropic(base_url=server.url, api_key=TENANT_KEY, max_retries=0).messages.with_raw_response.create(
+            model="auto", max_tokens=3, messages=[{"role": "user", "content": "What is 7 times 6?"}],
+            extra_body={"ttc": {"strategy": "best_of_n", "n": 2}})
+        message = messages.parse()
+        assert message.model in LOCAL_MODELS and messages.headers["x-ttc-router-model"] == message.model
+        assert message.model_extra["ttc"]["strategy"]["name"] == "best_of_n"
