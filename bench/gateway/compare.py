@@ -366,7 +366,7 @@ def measure(t: Target, stream: bool, c: int, plan: Plan, log: Callable[[str], No
     ok = max(result["ok"], 1)
     per = [(a - b) * 1000 / ok if p and result["ok"] else math.nan for a, b, p in zip(after, before, pids)]
     row = Row(t.case, stream, c, result, per[0], per[1], per[2])
-    if t.case.endswith("-w2") and shares:
+    if t.case.split(" ")[0].endswith("-w2") and shares:
         # How evenly the kernel spread the load generator's keep-alive connections over the workers.
         row.extra["worker_cpu_shares"] = shares
     log(f"  {t.case:<15} stream={'on ' if stream else 'off'} c={c:<4} p50={result['p50_ms']:8.2f} p99={result['p99_ms']:8.2f} "
@@ -585,8 +585,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=None, help="markdown file to update (default bench/RESULTS.md for full runs)")
     parser.add_argument("--json", type=Path, default=None, help="also write raw rows as JSON")
     parser.add_argument("--note", default="", help="free text added to the RESULTS.md section")
-    parser.add_argument("--request-log", choices=["on", "off"], default="on",
-                        help="the gateways' request log (default on, as in production); off measures without it")
+    parser.add_argument("--request-log", choices=["on", "off", "both"], default="on",
+                        help="the gateways' request log (default on, as in production); off measures without it; both runs "
+                             "each ttc case twice, logging off and on, side by side in one run")
     args = parser.parse_args(argv)
 
     quick = args.quick
@@ -626,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="ttc-compare-"))
     env = base_env()
     env["TTC_CONFIG_DIR"] = str(work / "ttc-config-dir")
+    env["TTC_DATA_DIR"] = str(work / "ttc-data-dir")  # the request log of a Redis-ledger gateway goes here
     env["TTC_ROUTER_THREADS"] = str(args.router_threads)
     procs: list[Proc] = []
     rows: list[Row] = []
@@ -650,7 +652,10 @@ def main(argv: list[str] | None = None) -> int:
         # Start every server first, then measure level by level, each level across all cases in turn, so that
         # a change in the background load of this shared machine hits every case alike rather than one of them.
         targets_: list[Target] = []
-        for case in args.cases:
+        # `--request-log both`: every ttc case twice, logging off and on, measured side by side in this run.
+        modes = ["off", "on"] if args.request_log == "both" else [args.request_log]
+        for case, log_mode in ((c, m) for c in args.cases for m in (modes if c.startswith("ttc") else modes[:1])):
+            label = f"{case} log-{log_mode}" if len(modes) > 1 and case.startswith("ttc") else case
             if case in skipped:
                 continue
             if case == "direct":
@@ -673,23 +678,23 @@ def main(argv: list[str] | None = None) -> int:
                     assert redis_srv is not None
                     ledger = {"redis_url": redis_srv.url}
                 conf = ttc_config(up_url, ledger, args.max_tokens, artifacts.get(case))
-                if args.request_log == "off":  # the request log is on by default (SQLite in the working directory)
+                if log_mode == "off":  # the request log is on by default (SQLite beside the ledger, or in TTC_DATA_DIR)
                     conf["request_log"] = {"enabled": False}
-                cfg = write_yaml(work / f"{case}.yaml", conf)
-                server = Proc(case, [sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg), "--host", "127.0.0.1",
+                cfg = write_yaml(work / f"{label.replace(' ', '-')}.yaml", conf)
+                server = Proc(label, [sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg), "--host", "127.0.0.1",
                                      "--port", str(port), "--workers", str(workers)], env, work)
                 key, ready = TTC_KEY, f"http://127.0.0.1:{port}/health/ready"
             procs.append(server)
-            log(f"starting {case} on :{port}")
+            log(f"starting {label} on :{port}")
             try:
                 wait_ready(ready, server.proc, 180)
             except (RuntimeError, TimeoutError) as exc:
-                skipped[case] = f"did not start: {exc}"
-                log(f"SKIP {case}: {exc}\n{server.tail()}")
+                skipped[label] = f"did not start: {exc}"
+                log(f"SKIP {label}: {exc}\n{server.tail()}")
                 server.stop()
                 continue
             model = "auto" if case.startswith("ttc-auto") else "fast"
-            targets_.append(Target(case, f"http://127.0.0.1:{port}", key, model, server.pid,
+            targets_.append(Target(label, f"http://127.0.0.1:{port}", key, model, server.pid,
                                    None if case in ("litellm", "ttc-sqlite") else redis_pid, upstream.pid))
         for t in targets_:
             warm_up(t, plan)
@@ -705,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
                     with paused(others):
                         rows.append(measure(t, stream, c, plan, log))
         order = {case: i for i, case in enumerate(args.cases)}
-        rows.sort(key=lambda r: (order[r.case], r.stream, r.concurrency))
+        rows.sort(key=lambda r: (order[r.case.split(" ")[0]], r.case, r.stream, r.concurrency))
     finally:
         for p in reversed(procs):
             p.stop()

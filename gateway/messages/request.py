@@ -24,19 +24,19 @@ class ToolUseBlock(BaseModel):
     input: dict[str, Any]
 
 
-class ToolResultBlock(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: Literal["tool_result"]
-    tool_use_id: str = Field(min_length=1)
-    content: str | list[TextBlock] = ""
-    is_error: bool = False
-
-
 class OpaqueBlock(BaseModel):
     """Blocks the upstream chat API has no place for (thinking, images, documents): dropped."""
 
     model_config = ConfigDict(extra="allow")
-    type: Literal["thinking", "redacted_thinking", "image", "document"]
+    type: Literal["thinking", "redacted_thinking", "image", "document", "search_result"]
+
+
+class ToolResultBlock(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["tool_result"]
+    tool_use_id: str = Field(min_length=1)
+    content: str | list[TextBlock | OpaqueBlock] = ""
+    is_error: bool = False
 
 
 Block = TextBlock | ToolUseBlock | ToolResultBlock | OpaqueBlock
@@ -50,9 +50,16 @@ class Message(BaseModel):
 
 class Tool(BaseModel):
     model_config = ConfigDict(extra="allow")
+    # None or "custom": a client tool. Other types are Anthropic's server tools (web search, code
+    # execution...), which a chat-completions upstream cannot run: they are left out.
+    type: str | None = None
     name: str = Field(min_length=1)
     description: str | None = None
-    input_schema: dict[str, Any]
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+    @property
+    def is_client_tool(self) -> bool:
+        return self.type in (None, "custom")
 
 
 class ToolChoice(BaseModel):
@@ -90,8 +97,8 @@ class CountTokensRequest(MessagesRequest):
     max_tokens: int = Field(default=1, ge=1)
 
 
-def _text(content: str | list[TextBlock]) -> str:
-    return content if isinstance(content, str) else "".join(block.text for block in content)
+def _text(content: str | list[TextBlock] | list[TextBlock | OpaqueBlock]) -> str:
+    return content if isinstance(content, str) else "".join(block.text for block in content if isinstance(block, TextBlock))
 
 
 def _chat_messages(request: MessagesRequest) -> list[dict[str, Any]]:
@@ -136,9 +143,10 @@ def to_chat(request: MessagesRequest) -> ChatCompletionRequest:
         "user": request.metadata.user_id if request.metadata else None,
         "ttc": request.ttc.model_dump(exclude_none=True) if request.ttc else None,
     }
-    if request.tools:
+    tools = [t for t in request.tools or [] if t.is_client_tool]
+    if tools:
         body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description or "",
-                                                           "parameters": t.input_schema}} for t in request.tools]
+                                                           "parameters": t.input_schema}} for t in tools]
     if request.stream:
         body["stream_options"] = {"include_usage": True}
     return ChatCompletionRequest.model_validate({k: v for k, v in body.items() if v is not None})

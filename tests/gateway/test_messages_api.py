@@ -119,3 +119,29 @@ def test_count_tokens(fake_upstream: ThreadedServer, start_gateway: Callable[...
     short = client.messages.count_tokens(model="m", messages=[{"role": "user", "content": "hi"}]).input_tokens
     long = client.messages.count_tokens(model="m", system="You are terse.", messages=ASK * 3).input_tokens
     assert 0 < short < long
+
+
+def test_a_coding_agent_shaped_request(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway], tmp_path: Path) -> None:
+    """What Claude Code sends: `?beta=true`, beta headers, cache_control everywhere, thinking blocks and a
+    server tool next to client tools, a tool result holding an image."""
+    gw = start_gateway(messages_config(fake_upstream.url, tmp_path, {"path": str(tmp_path / "l.db")}))
+    body = {
+        "model": "tool", "max_tokens": 16, "stream": True, "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "system": [{"type": "text", "text": "You are an agent.", "cache_control": {"type": "ephemeral"}}],
+        "tools": [*({**tool, "cache_control": {"type": "ephemeral"}} for tool in TOOLS),
+                  {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "List files.", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "ls", "signature": "s"},
+                                              {"type": "tool_use", "id": "t1", "name": "lookup", "input": {"x": 1}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                          "content": [{"type": "text", "text": "a.txt"}, {"type": "image", "source": {"type": "base64", "data": ""}}]}]},
+        ],
+    }
+    response = httpx.post(f"{gw.url}/v1/messages?beta=true", json=body, timeout=30,
+                          headers={"x-api-key": TENANT_KEY, "anthropic-version": "2023-06-01", "anthropic-beta": "interleaved-thinking-2025-05-14"})
+    assert response.status_code == 200, response.text
+    assert "event: message_stop" in response.text and '"type":"tool_use"' in response.text
+    sent = httpx.get(f"{fake_upstream.url}/_requests").json()[-1]
+    assert [t["function"]["name"] for t in sent["tools"]] == ["lookup"]  # the server tool stays out
+    assert sent["messages"][-1] == {"role": "tool", "tool_call_id": "t1", "content": "a.txt"}
