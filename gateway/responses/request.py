@@ -50,8 +50,10 @@ InputItem = FunctionCallItem | FunctionCallOutputItem | ReasoningItem | MessageI
 
 class FunctionTool(BaseModel):
     model_config = ConfigDict(extra="allow")
-    type: Literal["function"]
-    name: str = Field(min_length=1)
+    # "function" is a client tool; the others (web_search, file_search, local_shell, ...) are tools the
+    # OpenAI platform runs itself, which a chat-completions upstream cannot: they are left out.
+    type: str
+    name: str = ""
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
@@ -150,10 +152,14 @@ def to_chat(request: ResponsesRequest) -> ChatCompletionRequest:
         "response_format": _response_format(request.text),
         "ttc": request.ttc.model_dump(exclude_none=True) if request.ttc else None,
     }
-    if request.tools:
+    functions = [t for t in request.tools or [] if t.type == "function"]
+    for index, tool in enumerate(functions):
+        if not tool.name:
+            raise invalid_request(f"tools[{index}].name is required", param="tools")
+    if functions:
         body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description or "",
                                                            "parameters": t.parameters or {"type": "object", "properties": {}}}}
-                         for t in request.tools]
+                         for t in functions]
     if request.stream:
         body["stream_options"] = {"include_usage": True}
     if not body["messages"]:
