@@ -179,3 +179,42 @@ def test_a_local_model_without_its_runtime_is_refused_at_load(tmp_path: Path) ->
     assert "'tiny'" in refused.stderr and "ttc-gateway[local]" in refused.stderr
     accepted = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(path)], capture_output=True, text=True, timeout=120)
     assert accepted.returncode == 0, accepted.stderr
+
+
+API_BASES: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "/v1/responses": ({"model": "fast", "input": "hi", "max_output_tokens": 4},
+                      ["model", "input", "instructions", "max_output_tokens", "temperature", "tools", "tool_choice", "text",
+                       "metadata", "previous_response_id", "parallel_tool_calls", "ttc"]),
+    "/v1/messages": ({"model": "fast", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]},
+                     ["model", "messages", "max_tokens", "system", "stop_sequences", "temperature", "tools", "tool_choice",
+                      "metadata", "top_k", "ttc"]),
+}
+
+
+@pytest.mark.parametrize("path", list(API_BASES))
+def test_the_other_apis_refuse_malformed_bodies_in_their_own_shape(hardened: str, path: str) -> None:
+    base, fields = API_BASES[path]
+    bodies = [json.dumps({**base, field: value}).encode() for field in fields for value in BAD_VALUES]
+    bodies += [json.dumps({**base, "input": [{"type": "function_call_output"}]}).encode(),
+               json.dumps({**base, "messages": [{"role": "user", "content": [{"type": "tool_result"}]}]}).encode(),
+               b"", b"[]", b"{", b"[" * 2000 + b"]" * 2000]
+    headers = {"authorization": f"Bearer {TENANT_KEY}", "content-type": "application/json"}
+    failures: list[str] = []
+    refused = 0
+    with httpx.Client(base_url=hardened, headers=headers, timeout=30) as client:
+        for body in bodies:
+            for stream in (False, True):
+                payload = body
+                if body.startswith(b"{") and body.endswith(b"}"):
+                    payload = json.dumps({**json.loads(body), "stream": stream}).encode()
+                response = client.post(path, content=payload)
+                if response.status_code >= 500 or "internal_error" in response.text:
+                    failures.append(f"{payload[:120]!r}: {response.status_code} {response.text[:160]}")
+                elif response.status_code >= 400:
+                    refused += 1
+                    error = response.json()
+                    shaped = error["error"]["type"] if path == "/v1/messages" and error.get("type") == "error" else error["error"]["message"]
+                    if not shaped:
+                        failures.append(f"{payload[:120]!r}: not in the API's error shape: {error}")
+    assert not failures, "\n".join(failures[:20])
+    assert refused >= 150
