@@ -39,6 +39,21 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def fake_local_models_config(fake_upstream: ThreadedServer, tmp_path: Path, artifact: Path) -> dict[str, Any]:
+    """The two local models' names, answered by the fake upstream, routed by `artifact`."""
+    config = base_config(fake_upstream.url, tmp_path)
+    config["models"] = [fake_model(name, fake_upstream.url, "fake") for name in LOCAL_MODELS]
+    config["tenants"][0]["allowed_models"] = ["*"]
+    config["router"] = {"artifact": str(artifact)}
+    return config
+
+
+def routed_config(fake_upstream: ThreadedServer, tmp_path: Path, artifact: Path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(fake_local_models_config(fake_upstream, tmp_path, artifact)))
+    return path
+
+
 def test_fixture_is_real_local_model_outcomes() -> None:
     rows = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line.strip()]
     assert {r["model"] for r in rows} == set(LOCAL_MODELS)
@@ -89,10 +104,7 @@ def test_two_replicas_each_notice_a_new_artifact(artifact: Path, fake_upstream: 
     live = tmp_path / "live-artifact"
     shutil.copytree(artifact, live)
     first_version = json.loads((live / "manifest.json").read_text())["version"]
-    config = base_config(fake_upstream.url, tmp_path)
-    config["models"] = [fake_model(name, fake_upstream.url, "fake") for name in LOCAL_MODELS]
-    config["tenants"][0]["allowed_models"] = ["*"]
-    config["router"] = {"artifact": str(live)}
+    config = fake_local_models_config(fake_upstream, tmp_path, live)
     config["server"]["watch_interval_s"] = 0.5
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -162,12 +174,7 @@ def test_auto_with_a_strategy_predicts_once_and_says_which_router(stream: bool, 
     from gateway.runtime import ConfigSource
     from router.api import LearnedRouter
 
-    config = base_config(fake_upstream.url, tmp_path)
-    config["models"] = [fake_model(name, fake_upstream.url, "fake") for name in LOCAL_MODELS]
-    config["tenants"][0]["allowed_models"] = ["*"]
-    config["router"] = {"artifact": str(artifact)}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = routed_config(fake_upstream, tmp_path, artifact)
     predicted: list[int] = []
     with ThreadedServer(create_app(ConfigSource(str(path)))) as server:
         # Counted from here: loading the artifact warms the embedder with one prediction.
@@ -194,12 +201,7 @@ def test_auto_routes_through_the_responses_and_messages_apis(artifact: Path, fak
     from gateway.app import create_app
     from gateway.runtime import ConfigSource
 
-    config = base_config(fake_upstream.url, tmp_path)
-    config["models"] = [fake_model(name, fake_upstream.url, "fake") for name in LOCAL_MODELS]
-    config["tenants"][0]["allowed_models"] = ["*"]
-    config["router"] = {"artifact": str(artifact)}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = routed_config(fake_upstream, tmp_path, artifact)
     with ThreadedServer(create_app(ConfigSource(str(path)))) as server:
         responses = openai.OpenAI(base_url=server.url + "/v1", api_key=TENANT_KEY, max_retries=0).responses.with_raw_response.create(
             model="auto", input="What is 7 times 6?", max_output_tokens=3)
