@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.config import parse_config
 from tests.deploy.gotemplate import RenderedChart, TemplateError, render_chart
 
 # Oldest Kubernetes the chart claims (Chart.yaml kubeVersion) and the newest schemas shipped.
@@ -296,8 +297,7 @@ def test_bad_values_fail_the_render(chart_dir: Path, values: dict[str, Any], mes
 
 @pytest.mark.parametrize("variant", ["defaults", "cluster", "single-sqlite", "everything-on", "redis-url-from-secret"])
 def test_rendered_config_is_accepted_by_the_gateway(rendered: dict[str, RenderedChart], variant: str) -> None:
-    config_module = pytest.importorskip("gateway.config", reason="gateway.config is not importable yet")
-    parsed = config_module.parse_config(gateway_config(rendered[variant]), source=f"chart[{variant}]")
+    parsed = parse_config(gateway_config(rendered[variant]), source=f"chart[{variant}]")
     assert parsed.ledger.fail_open is False
     if variant == "cluster":
         assert parsed.ledger.cluster is True
@@ -347,8 +347,6 @@ def test_values_defaults_are_safe(chart_dir: Path) -> None:
 
 
 def test_request_log_settings_and_postgres_url_from_a_secret(rendered: dict[str, RenderedChart]) -> None:
-    from gateway.config import parse_config
-
     assert gateway_config(rendered["defaults"])["request_log"] == {"enabled": True, "retention_days": 30}
     chart = rendered["request-log-postgres"]
     section = gateway_config(chart)["request_log"]
