@@ -136,3 +136,17 @@ class EmbeddingRequest(BaseModel):
             raise ValueError("input must not be empty")
         return value
 
+
+def function_tool(name: str, description: str | None, parameters: dict[str, Any] | None) -> dict[str, Any]:
+    """A client tool in the chat form, from another API's spelling of it."""
+    return {"type": "function", "function": {"name": name, "description": description or "",
+                                             "parameters": parameters or {"type": "object", "properties": {}}}}
+
+
+def translated_chat_request(fields: dict[str, Any]) -> ChatCompletionRequest:
+    """The chat request another API's request becomes: unset fields dropped, and a stream always asks
+    for the usage chunk, which those APIs report on their final event."""
+    body = {k: v for k, v in fields.items() if v is not None}
+    if body.get("stream"):
+        body["stream_options"] = {"include_usage": True}
+    return ChatCompletionRequest.model_validate(body)

@@ -8,6 +8,7 @@ import orjson
 from starlette.responses import Response
 
 from gateway.errors import GatewayError
+from gateway.pipeline.answer_parts import answer_parts, chunk_parts
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.respond import Answer, ChunkStream, StreamEncoder, ttc_object
 from gateway.upstream import Json
@@ -42,17 +43,12 @@ def _usage(ctx: RequestContext) -> Json:
 
 class AnthropicMessages:
     def body(self, ctx: RequestContext, answer: Answer) -> Json:
-        choice = (answer.body.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
-        content: list[Json] = []
-        if message.get("content"):
-            content.append({"type": "text", "text": str(message["content"])})
-        for call in message.get("tool_calls") or []:
-            function = call.get("function") or {}
-            content.append({"type": "tool_use", "id": str(call.get("id") or ""), "name": str(function.get("name") or ""),
-                            "input": _tool_input(function.get("arguments"))})
+        parts = answer_parts(answer.body)
+        content: list[Json] = [{"type": "text", "text": parts.text}] if parts.text else []
+        content += [{"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(call.arguments)}
+                    for call in parts.tool_calls]
         return {"id": f"msg_{ctx.request_id}", "type": "message", "role": "assistant", "model": answer.served_model,
-                "content": content, "stop_reason": STOP_REASONS.get(str(choice.get("finish_reason")), "end_turn"),
+                "content": content, "stop_reason": STOP_REASONS.get(str(parts.finish_reason), "end_turn"),
                 "stop_sequence": None, "usage": _usage(ctx), "ttc": ttc_object(ctx, answer.strategy, answer.report)}
 
     def encoder(self, ctx: RequestContext, stream: ChunkStream, include_usage: bool) -> StreamEncoder:
@@ -99,25 +95,21 @@ class AnthropicStream:
 
     def chunk(self, chunk: Json) -> bytes:
         frames = self._start()
-        for choice in chunk.get("choices") or []:
-            self.finish_reason = choice.get("finish_reason") or self.finish_reason
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                if self.block_kind != "text":
-                    frames += self._open("text", {"type": "text", "text": ""})
-                frames.append(_event("content_block_delta", {"type": "content_block_delta", "index": self.block,
-                                                             "delta": {"type": "text_delta", "text": delta["content"]}}))
-            for call in delta.get("tool_calls") or []:
-                function = call.get("function") or {}
-                upstream_index = int(call.get("index") or 0)
-                if upstream_index not in self.tool_index:
-                    frames += self._open("tool_use", {"type": "tool_use", "id": str(call.get("id") or ""),
-                                                      "name": str(function.get("name") or ""), "input": {}})
-                    self.tool_index[upstream_index] = self.block
-                if function.get("arguments"):
-                    frames.append(_event("content_block_delta", {
-                        "type": "content_block_delta", "index": self.tool_index[upstream_index],
-                        "delta": {"type": "input_json_delta", "partial_json": str(function["arguments"])}}))
+        parts = chunk_parts(chunk)
+        self.finish_reason = parts.finish_reason or self.finish_reason
+        if parts.text:
+            if self.block_kind != "text":
+                frames += self._open("text", {"type": "text", "text": ""})
+            frames.append(_event("content_block_delta", {"type": "content_block_delta", "index": self.block,
+                                                         "delta": {"type": "text_delta", "text": parts.text}}))
+        for call in parts.tool_calls:
+            if call.index not in self.tool_index:
+                frames += self._open("tool_use", {"type": "tool_use", "id": call.id, "name": call.name, "input": {}})
+                self.tool_index[call.index] = self.block
+            if call.arguments:
+                frames.append(_event("content_block_delta", {
+                    "type": "content_block_delta", "index": self.tool_index[call.index],
+                    "delta": {"type": "input_json_delta", "partial_json": call.arguments}}))
         return b"".join(frames)
 
     def keepalive(self) -> bytes:

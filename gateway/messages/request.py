@@ -7,7 +7,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.schemas import ChatCompletionRequest, TtcOptions
+from gateway.schemas import ChatCompletionRequest, TtcOptions, function_tool, translated_chat_request
 
 
 class TextBlock(BaseModel):
@@ -145,8 +145,5 @@ def to_chat(request: MessagesRequest) -> ChatCompletionRequest:
     }
     tools = [t for t in request.tools or [] if t.is_client_tool]
     if tools:
-        body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description or "",
-                                                           "parameters": t.input_schema}} for t in tools]
-    if request.stream:
-        body["stream_options"] = {"include_usage": True}
-    return ChatCompletionRequest.model_validate({k: v for k, v in body.items() if v is not None})
+        body["tools"] = [function_tool(t.name, t.description, t.input_schema) for t in tools]
+    return translated_chat_request(body)

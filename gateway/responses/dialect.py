@@ -8,6 +8,7 @@ import orjson
 from starlette.responses import Response
 
 from gateway.errors import GatewayError
+from gateway.pipeline.answer_parts import answer_parts, chunk_parts
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.respond import Answer, ChunkStream, StreamEncoder, ttc_object
 from gateway.responses.request import FunctionChoice, ResponsesRequest
@@ -51,17 +52,11 @@ class ResponsesDialect:
         }
 
     def body(self, ctx: RequestContext, answer: Answer) -> Json:
-        choice = (answer.body.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
-        output: list[Json] = []
-        if message.get("content"):
-            output.append(_message_item(f"msg_{ctx.request_id}", str(message["content"])))
-        for index, call in enumerate(message.get("tool_calls") or []):
-            function = call.get("function") or {}
-            output.append(_call_item(f"fc_{ctx.request_id}_{index}", str(call.get("id") or ""), str(function.get("name") or ""),
-                                     str(function.get("arguments") or "")))
+        parts = answer_parts(answer.body)
+        output = [_message_item(f"msg_{ctx.request_id}", parts.text)] if parts.text else []
+        output += [_call_item(f"fc_{ctx.request_id}_{call.index}", call.id, call.name, call.arguments) for call in parts.tool_calls]
         body = self.envelope(ctx, answer.served_model, "completed", output)
-        if choice.get("finish_reason") == "length":
+        if parts.finish_reason == "length":
             body["status"], body["incomplete_details"] = "incomplete", {"reason": "max_output_tokens"}
         body["ttc"] = ttc_object(ctx, answer.strategy, answer.report)
         return body
@@ -132,29 +127,25 @@ class ResponsesStream:
 
     def chunk(self, chunk: Json) -> bytes:
         frames = self._start()
-        for choice in chunk.get("choices") or []:
-            self.finish_reason = choice.get("finish_reason") or self.finish_reason
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                if self.open is None or self.open["type"] != "message":
-                    frames += self._open(_message_item(f"msg_{self.ctx.request_id}_{len(self.items)}", ""))
-                assert self.open is not None
-                self.open["content"][0]["text"] += delta["content"]
-                frames.append(self._event("response.output_text.delta", item_id=self.open["id"], output_index=len(self.items) - 1,
-                                          content_index=0, delta=delta["content"], logprobs=[]))
-            for call in delta.get("tool_calls") or []:
-                function = call.get("function") or {}
-                upstream_index = int(call.get("index") or 0)
-                item = self.calls.get(upstream_index)
-                if item is None:
-                    item = _call_item(f"fc_{self.ctx.request_id}_{upstream_index}", str(call.get("id") or ""),
-                                      str(function.get("name") or ""), "", "in_progress")
-                    self.calls[upstream_index] = item
-                    frames += self._open(item)
-                if function.get("arguments"):
-                    item["arguments"] += str(function["arguments"])
-                    frames.append(self._event("response.function_call_arguments.delta", item_id=item["id"],
-                                              output_index=self.items.index(item), delta=str(function["arguments"])))
+        parts = chunk_parts(chunk)
+        self.finish_reason = parts.finish_reason or self.finish_reason
+        if parts.text:
+            if self.open is None or self.open["type"] != "message":
+                frames += self._open(_message_item(f"msg_{self.ctx.request_id}_{len(self.items)}", ""))
+            assert self.open is not None
+            self.open["content"][0]["text"] += parts.text
+            frames.append(self._event("response.output_text.delta", item_id=self.open["id"], output_index=len(self.items) - 1,
+                                      content_index=0, delta=parts.text, logprobs=[]))
+        for call in parts.tool_calls:
+            item = self.calls.get(call.index)
+            if item is None:
+                item = _call_item(f"fc_{self.ctx.request_id}_{call.index}", call.id, call.name, "", "in_progress")
+                self.calls[call.index] = item
+                frames += self._open(item)
+            if call.arguments:
+                item["arguments"] += call.arguments
+                frames.append(self._event("response.function_call_arguments.delta", item_id=item["id"],
+                                          output_index=self.items.index(item), delta=call.arguments))
         return b"".join(frames)
 
     def keepalive(self) -> bytes:

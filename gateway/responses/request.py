@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.errors import invalid_request
-from gateway.schemas import ChatCompletionRequest, TtcOptions
+from gateway.schemas import ChatCompletionRequest, TtcOptions, function_tool, translated_chat_request
 
 
 class ContentPart(BaseModel):
@@ -157,11 +157,7 @@ def to_chat(request: ResponsesRequest) -> ChatCompletionRequest:
         if not tool.name:
             raise invalid_request(f"tools[{index}].name is required", param="tools")
     if functions:
-        body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description or "",
-                                                           "parameters": t.parameters or {"type": "object", "properties": {}}}}
-                         for t in functions]
-    if request.stream:
-        body["stream_options"] = {"include_usage": True}
+        body["tools"] = [function_tool(t.name, t.description, t.parameters) for t in functions]
     if not body["messages"]:
         raise invalid_request("`input` holds no message or function output to answer.", param="input")
-    return ChatCompletionRequest.model_validate({k: v for k, v in body.items() if v is not None})
+    return translated_chat_request(body)
