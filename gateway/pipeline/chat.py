@@ -43,7 +43,7 @@ async def chat_completion(state: GatewayState, principal: TenantPrincipal, reque
         ctx.model = plan.model
         ctx.messages = plan.messages
         ctx.router_info = plan.router_info
-        ctx.strategy_name = plan.strategy.spec.strategy if plan.strategy else plan.strategy_info.name if plan.strategy_info else None
+        ctx.strategy_name = plan.strategy_name
         await admit(ctx, plan.estimated_tokens())
         executor = executor_for(ctx, plan)
         if plan.stream:

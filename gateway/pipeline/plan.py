@@ -74,6 +74,13 @@ class RequestPlan:
         # Without native `n`, each of the n parallel calls is billed the prompt.
         return self.prompt_tokens * (self.n if self.n > 1 and not model.native_n else 1)
 
+    @property
+    def strategy_name(self) -> str | None:
+        """What ran, for metrics and the log: the strategy, or `single` for one forced to a plain call."""
+        if self.strategy is not None:
+            return self.strategy.spec.strategy
+        return self.strategy_info.name if self.strategy_info is not None else None
+
     def estimated_tokens(self) -> int:
         """What the rate limiter counts at admission; trued up to every call's tokens afterwards."""
         return self.prompt_tokens + self.n * output_cap(self.model, self.params.get("max_tokens"))
