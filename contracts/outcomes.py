@@ -2,7 +2,8 @@
 
     {"prompt": str, "model": str, "score": float in [0, 1],
      "task": str?, "prompt_tokens": int?, "completion_tokens": int?,
-     "cost_usd": float?, "id": str?, "response": str?}
+     "cost_usd": float?, "id": str?, "response": str?,
+     "source": "gold" | "feedback" | "judge"?, "judge": str?}
 
 The router's lab writes them (`import`, `collect`) and trains and evaluates on them; the
 strategies' lab fits the cascade's escalation model on the same files (it needs `response`).
@@ -13,14 +14,22 @@ credit) are allowed. Token counts and cost are optional because some public sour
 them; training then falls back to a price map. `response` is the model's answer text, where
 the source recorded it: routers never read it (they decide before any model answers), but a
 cascade's escalation model learns from it whether an answer looks right.
+
+`source` says where a score came from when rows are made from your own traffic (`ttc router
+label`): a gold-labelled answer, a user's feedback (`POST /v1/feedback`), or a judge model, named
+in `judge`. Training weighs rows by source; no source means a public or collected set, i.e. gold.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+Source = Literal["gold", "feedback", "judge"]
 
 
 class OutcomeRow(BaseModel):
@@ -39,6 +48,8 @@ class OutcomeRow(BaseModel):
     cost_usd: float | None = Field(default=None, ge=0.0)
     id: str | None = None
     response: str | None = None
+    source: Source | None = None
+    judge: str | None = None
 
 
 class OutcomeFileError(ValueError):

@@ -74,7 +74,9 @@ def rate_error(error: RateLimitExceeded) -> GatewayError:
         str(error),
         type="rate_limit_error",
         code="rate_limit_exceeded",
-        headers={"retry-after": str(retry_after), "x-should-retry": "false"},
+        # No x-should-retry: a rate limit clears within the window, and a coding agent (Claude Code)
+        # that is told not to retry ends its whole session instead of waiting `retry-after`.
+        headers={"retry-after": str(retry_after)},
     )
 
 

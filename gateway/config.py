@@ -66,6 +66,8 @@ class ModelConfig(_Strict):
     supports_n: bool | None = None
     # The name this model has in a router artifact, when it differs from `name`.
     router_name: str | None = None
+    # Declared quality tier: the router's cold-start prior while the artifact does not know the model yet.
+    tier: Literal["low", "mid", "high"] | None = None
 
     @property
     def is_local(self) -> bool:
@@ -144,6 +146,8 @@ class RoutingProfile(_Strict):
     cost_weight: float | None = Field(default=None, ge=0)
     tolerance: float | None = Field(default=None, ge=0, le=1)
     explore_rate: float | None = Field(default=None, ge=0, le=1)  # overrides the tenant's
+    # Offer models the router artifact does not know yet (scored by their cold-start prior).
+    allow_unonboarded: bool = False
 
 
 class RouterConfig(_Strict):

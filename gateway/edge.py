@@ -47,6 +47,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def parse_body(request: Request, model: type[M], limit: int) -> M:
+    return validated(model, await parse_object(request, limit))
+
+
+async def parse_object(request: Request, limit: int) -> dict[str, object]:
+    """The body as a JSON object, before validation: for a handler that also needs it as sent."""
     raw = await read_body(request, limit)
     try:
         data = orjson.loads(raw)
@@ -55,6 +60,10 @@ async def parse_body(request: Request, model: type[M], limit: int) -> M:
     if not isinstance(data, dict):
         raise invalid_request("The request body must be a JSON object.")
     check_depth(raw, data)
+    return data
+
+
+def validated(model: type[M], data: dict[str, object]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as error:

@@ -51,6 +51,9 @@ def invalid_api_key() -> GatewayError:
         "Incorrect or missing API key. Pass it as 'Authorization: Bearer <key>' (or 'x-api-key: <key>').",
         type="invalid_request_error",
         code="invalid_api_key",
+        # Retrying cannot fix a wrong key; Claude Code honours this header and otherwise sends its
+        # whole request ten more times.
+        headers={"x-should-retry": "false"},
     )
 
 

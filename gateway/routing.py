@@ -52,12 +52,15 @@ async def route(state: GatewayState, tenant: TenantConfig, request: ChatCompleti
     names = profile.models if profile and profile.models else [m.name for m in state.config.models]
     pool = [state.models_by_name[n] for n in names if n in state.models_by_name and tenant.allows(n) and state.models_by_name[n].mode == "chat"]
     known = set(state.router.models)
+    # Models the artifact does not know yet are offered too: the router scores them with a cold-start
+    # prior and flags them `onboarded: false`; they are picked only where the profile allows it.
     candidates = [
-        Candidate(name=m.router_name or m.name, input_per_1m=m.price.input_per_1m, output_per_1m=m.price.output_per_1m, prompt_tokens=prompt_tokens)
+        Candidate(name=m.router_name or m.name, input_per_1m=m.price.input_per_1m, output_per_1m=m.price.output_per_1m,
+                  prompt_tokens=prompt_tokens, tier=m.tier)
         for m in pool
-        if (m.router_name or m.name) in known
     ]
-    if not candidates:
+    allow_unonboarded = bool(profile and profile.allow_unonboarded)
+    if not any(c.name in known for c in candidates):
         raise GatewayError(400, "None of the models you may use is known to the router artifact.", code="router_unavailable", param="model")
 
     ttc = request.ttc
@@ -65,7 +68,8 @@ async def route(state: GatewayState, tenant: TenantConfig, request: ChatCompleti
     tolerance = next((t for t in (ttc.tolerance if ttc else None, profile.tolerance if profile else None, tenant.routing.tolerance) if t is not None), None)
     # Featurizing is CPU work (an embedding model): off the event loop, so other requests' I/O
     # keeps moving while one prompt is being scored.
-    decision = await asyncio.to_thread(state.router.route, prompt_text(messages), candidates, cost_weight=cost_weight, tolerance=tolerance)
+    decision = await asyncio.to_thread(state.router.route, prompt_text(messages), candidates, cost_weight=cost_weight, tolerance=tolerance,
+                                       allow_unonboarded=allow_unonboarded)
     by_router_name = {(m.router_name or m.name): m for m in pool}
     rate = next((r for r in (profile.explore_rate if profile else None, tenant.routing.explore_rate) if r is not None), 0.0)
     drawable: list[str] = []
@@ -75,7 +79,8 @@ async def route(state: GatewayState, tenant: TenantConfig, request: ChatCompleti
         # (one ledger read, made only for exploring tenants). The reservation that follows still
         # checks the worst case, as for any pick.
         limit = await affordable_usd(state, tenant)
-        drawable = [c.model for c in decision.candidates if c.model in by_router_name and (limit is None or c.expected_cost_usd <= limit)]
+        drawable = [c.model for c in decision.candidates if c.model in by_router_name and (c.onboarded or allow_unonboarded)
+                    and (limit is None or c.expected_cost_usd <= limit)]
     served, exploration = explore(decision.model, drawable, rate)
     if exploration:
         exploration["router_pick"] = by_router_name[decision.model].name
@@ -83,7 +88,8 @@ async def route(state: GatewayState, tenant: TenantConfig, request: ChatCompleti
     info = {
         "model": chosen.name,
         "candidates": [
-            {"model": by_router_name[c.model].name, "predicted_quality": round(float(c.predicted_quality), 6), "expected_cost_usd": round(float(c.expected_cost_usd), 10)}
+            {"model": by_router_name[c.model].name, "predicted_quality": round(float(c.predicted_quality), 6), "expected_cost_usd": round(float(c.expected_cost_usd), 10),
+             "onboarded": c.onboarded}
             for c in decision.candidates
             if c.model in by_router_name
         ],

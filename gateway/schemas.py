@@ -82,6 +82,8 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     user: str | None = None
+    # `false`: keep no content of this request in the request log (the gateway's reading of OpenAI's flag).
+    store: bool | None = None
     ttc: TtcOptions | None = None
 
     @field_validator("stop")

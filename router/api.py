@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from contracts.prices import Price
 from router.artifact import Manifest, read_manifest
+from router.cold_start import Tier, prior_quality
 from router.features import PromptFeaturizer
 from router.policy import choose_by_tolerance, choose_by_utility
 from router.predictors.head import QualityHead
@@ -30,6 +31,8 @@ class Candidate(Price):
 
     name: str = Field(min_length=1)
     prompt_tokens: int = Field(ge=0)
+    # Declared quality tier, used only while the router does not know the model (router.cold_start).
+    tier: Tier | None = None
 
 
 class CandidateScore(BaseModel):
@@ -37,6 +40,7 @@ class CandidateScore(BaseModel):
     predicted_quality: float
     expected_cost_usd: float
     predicted_completion_tokens: float
+    onboarded: bool = True  # False: the artifact does not know the model; quality is a cold-start prior
 
 
 class RoutingDecision(BaseModel):
@@ -75,15 +79,18 @@ class BaseRouter(ABC):
         *,
         cost_weight: float | None = None,
         tolerance: float | None = None,
+        allow_unonboarded: bool = False,
     ) -> RoutingDecision:
         """Pick a candidate. `tolerance` (if given) wins over `cost_weight`.
 
-        Candidates the router does not know are skipped; if none is known,
-        `NoKnownCandidateError` names them and the known models.
+        Candidates the router does not know get a cold-start prior (router.cold_start) and are
+        scored with `onboarded=False`; they may be picked only with `allow_unonboarded`. If no
+        known candidate is offered, `NoKnownCandidateError` names them and the known models.
         """
         start = time.perf_counter()
         index = {m: j for j, m in enumerate(self.models)}
         known = [c for c in candidates if c.name in index]
+        cold = [c for c in candidates if c.name not in index]
         if not known:
             raise NoKnownCandidateError(
                 f"router {self.version} knows none of {[c.name for c in candidates]}; it knows {self.models}"
@@ -93,14 +100,22 @@ class BaseRouter(ABC):
         quality = pred.quality[0, cols]
         tokens = pred.completion_tokens[0, cols]
         cost = np.array([c.cost_usd(c.prompt_tokens, float(t)) for c, t in zip(known, tokens, strict=True)])
+        if cold:
+            cold_tokens = float(np.median(tokens))
+            cold_cost = np.array([c.cost_usd(c.prompt_tokens, cold_tokens) for c in cold])
+            cold_quality = np.array([prior_quality(quality, cost, float(k), c.tier) for c, k in zip(cold, cold_cost, strict=True)])
+            known, quality = [*known, *cold], np.concatenate([quality, cold_quality])
+            tokens, cost = np.concatenate([tokens, np.full(len(cold), cold_tokens)]), np.concatenate([cost, cold_cost])
+        # Unonboarded candidates are scored (the caller shows them) but picked only when allowed.
+        eligible = np.flatnonzero([allow_unonboarded or c.name in index for c in known])
         if tolerance is not None:
-            pick = int(choose_by_tolerance(quality, cost, tolerance)[0])
+            pick = int(eligible[choose_by_tolerance(quality[eligible], cost[eligible], tolerance)[0]])
         else:
             weight = self.default_cost_weight if cost_weight is None else cost_weight
-            pick = int(choose_by_utility(quality, cost, weight, self.cost_scale_usd)[0])
+            pick = int(eligible[choose_by_utility(quality[eligible], cost[eligible], weight, self.cost_scale_usd)[0]])
         scores = [
             CandidateScore(model=c.name, predicted_quality=float(q), expected_cost_usd=float(k),
-                           predicted_completion_tokens=float(t))
+                           predicted_completion_tokens=float(t), onboarded=c.name in index)
             for c, q, k, t in zip(known, quality, cost, tokens, strict=True)
         ]
         latency = (time.perf_counter() - start) * 1000.0

@@ -8,6 +8,7 @@ Layout::
     static_table.npz   (static featurizer only) token vectors and SIF weights
     token_bag.npz      (static featurizers, when kept) token-bag LSA: vocabulary, idf, components
     tokenizer.json     (static featurizer only)
+    probes.jsonl       (when trained with probes) the prompts a new model answers to be onboarded
 
 Trust model: loading reads JSON and `.npz` files with `allow_pickle=False`, so
 an artifact cannot execute code. The only code-like field is the featurizer
@@ -51,6 +52,10 @@ class Manifest(BaseModel):
     cost_scale_usd: float
     default_cost_weight: float
     libraries: dict[str, str]
+    # The probe set chosen at training time (router.lab.probes), when one was: file, size, method.
+    probes: dict[str, Any] | None = None
+    # Models added after training from their probe outcomes alone (router.lab.onboard), with the fit's report.
+    onboarded: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 def library_versions() -> dict[str, str]:

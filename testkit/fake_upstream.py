@@ -13,9 +13,11 @@ Behaviour is chosen by the requested model name, which keeps it stateless to dri
 - ``garbled``: answers 200 with a JSON list instead of a completion; streamed, sends a chunk that is a bare number
 - ``bad-usage``: reports negative completion tokens
 - ``tool``: answers with a tool call when tools are sent
+- ``POST /v1/messages``: Anthropic's Messages API (testkit/fake_anthropic.py), for the native path
 
 Prompt tokens are the number of whitespace-separated words in all messages, plus 3 per message.
-``GET /_requests`` returns the bodies received so far (tests assert on passthrough).
+``GET /_requests`` returns the bodies received so far (tests assert on passthrough), and
+``GET /_headers`` the `anthropic-*` headers of each Messages request.
 
 Run: ``python -m testkit.fake_upstream --port 9100 [--delay-ms 2]``
 """
@@ -30,6 +32,9 @@ from typing import Any
 
 import orjson
 
+from testkit.asgi import read_body, run_lifespan
+from testkit.fake_anthropic import answer_messages
+
 Scope = dict[str, Any]
 
 
@@ -39,6 +44,7 @@ class FakeUpstream:
         self.record = record
         self.requests: list[dict[str, Any]] = []
         self.calls: dict[str, int] = defaultdict(int)
+        self.anthropic_headers: list[dict[str, str]] = []
 
     @staticmethod
     def prompt_tokens(body: dict[str, Any]) -> int:
@@ -51,23 +57,16 @@ class FakeUpstream:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await run_lifespan(receive, send)
+            return
         path = scope["path"]
         if scope["method"] == "GET" and path == "/_requests":
             await self._json(send, 200, self.requests)
             return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        if scope["method"] == "GET" and path == "/_headers":
+            await self._json(send, 200, self.anthropic_headers)
+            return
+        raw = await read_body(receive)
         body = orjson.loads(raw) if raw else {}
         if self.record:
             self.requests.append(body)
@@ -75,6 +74,9 @@ class FakeUpstream:
             await self._embeddings(send, body)
         elif path.endswith("/chat/completions"):
             await self._chat(send, body)
+        elif path.endswith("/v1/messages"):
+            self.anthropic_headers.append({k.decode(): v.decode() for k, v in scope["headers"] if k.startswith((b"anthropic-", b"x-api-key"))})
+            await answer_messages(send, body, lambda status, payload: self._json(send, status, payload))
         else:
             await self._json(send, 404, {"error": {"message": "not found", "type": "invalid_request_error"}})
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from contracts.prices import Price
 from router.lab.cli import Models
 from router.lab.collect import Complete, CompletionOutcome
 
+from gateway.commands.router_charged import LedgerChargedModels, open_charged
 from gateway.config import GatewayConfig, load_config
 
 
@@ -36,5 +39,21 @@ class GatewayRouterBackend:
     def open_models(self, config: Path) -> Models:
         cfg = load_config(config)  # ConfigError is a ValueError: the lab reports it and exits 2
         chat = tuple(m.name for m in cfg.models if m.mode == "chat")
-        return Models(complete=upstream_completer(cfg), chat_models=chat)
+        prices = {m.name: Price(input_per_1m=m.price.input_per_1m, output_per_1m=m.price.output_per_1m) for m in cfg.models}
+        return Models(complete=upstream_completer(cfg), chat_models=chat, prices=prices)
 
+
+    def open_charged(self, config: Path, tenant: str, budget_usd: float) -> LedgerChargedModels:
+        """router.lab.label.LabelBackend: the config's models charged to `tenant`, capped by the ledger."""
+        return open_charged(config, tenant, budget_usd)
+
+    def stored_feedback(self, config: Path, requests: Sequence[tuple[str, str]]) -> dict[str, float]:
+        """router.lab.label.LabelBackend: feedback scores from the config's request log."""
+        from gateway.commands.requests import open_store
+
+        store = open_store(str(config))
+        try:
+            found = ((request_id, store.get(request_id, tenant)) for tenant, request_id in requests)
+            return {request_id: hit[1].score for request_id, hit in found if hit is not None and hit[1] is not None}
+        finally:
+            store.close()

@@ -8,6 +8,8 @@ import orjson
 from starlette.responses import Response
 
 from gateway.errors import GatewayError
+from gateway.messages.errors import error_body
+from gateway.messages.native import NativeAnthropicStream, native_body
 from gateway.pipeline.answer_parts import answer_parts, chunk_parts
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.respond import Answer, ChunkStream, StreamEncoder, ttc_object
@@ -15,13 +17,6 @@ from gateway.upstream import Json
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
                 "content_filter": "refusal"}
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-               405: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error",
-               529: "overloaded_error"}
-
-
-def error_body(error: GatewayError) -> Json:
-    return {"type": "error", "error": {"type": ERROR_TYPES.get(error.status, "api_error"), "message": error.message}}
 
 
 def _event(name: str, payload: Json) -> bytes:
@@ -43,6 +38,8 @@ def _usage(ctx: RequestContext) -> Json:
 
 class AnthropicMessages:
     def body(self, ctx: RequestContext, answer: Answer) -> Json:
+        if answer.native:
+            return native_body(answer.body, answer.served_model, ttc_object(ctx, answer.strategy, answer.report))
         parts = answer_parts(answer.body)
         content: list[Json] = [{"type": "text", "text": parts.text}] if parts.text else []
         content += [{"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(call.arguments)}
@@ -52,6 +49,8 @@ class AnthropicMessages:
                 "stop_sequence": None, "usage": _usage(ctx), "ttc": ttc_object(ctx, answer.strategy, answer.report)}
 
     def encoder(self, ctx: RequestContext, stream: ChunkStream, include_usage: bool) -> StreamEncoder:
+        if stream.native:
+            return NativeAnthropicStream(ctx, stream)
         return AnthropicStream(ctx, stream)
 
     def error(self, error: GatewayError) -> Response:

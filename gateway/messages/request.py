@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from gateway.schemas import ChatCompletionRequest, TtcOptions, function_tool, translated_chat_request
 
@@ -31,21 +31,51 @@ class OpaqueBlock(BaseModel):
     type: Literal["thinking", "redacted_thinking", "image", "document", "search_result"]
 
 
+class ResultPart(BaseModel):
+    """Any other block a tool result holds (images, documents, Claude Code's `tool_reference` from its
+    tool search, ...): the chat API's tool turn holds text only, so it is dropped there."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+
+def _result_part_kind(part: object) -> str:
+    kind = part.get("type") if isinstance(part, dict) else getattr(part, "type", None)
+    return "text" if kind == "text" else "other"
+
+
+ToolResultPart = Annotated[Annotated[TextBlock, Tag("text")] | Annotated[ResultPart, Tag("other")], Discriminator(_result_part_kind)]
+
+
 class ToolResultBlock(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["tool_result"]
     tool_use_id: str = Field(min_length=1)
-    content: str | list[TextBlock | OpaqueBlock] = ""
+    content: str | list[ToolResultPart] = ""
     is_error: bool = False
 
 
 Block = TextBlock | ToolUseBlock | ToolResultBlock | OpaqueBlock
+BLOCK_TYPES = ("text", "tool_use", "tool_result", "thinking", "redacted_thinking", "image", "document", "search_result")
 
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    role: Literal["user", "assistant"]
+    # "system": an instruction given mid-conversation (Claude Code sends these to its newer models,
+    # under the `mid-conversation-system` beta); it stays at its place as a chat system message.
+    role: Literal["user", "assistant", "system"]
     content: str | list[Block] = Field(min_length=1)
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _block_types_known(cls, blocks: object) -> object:
+        # Named before the union is tried, whose own error would only say the content is no string.
+        for index, block in enumerate(blocks if isinstance(blocks, list) else []):
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind not in BLOCK_TYPES:
+                raise ValueError(f"content[{index}] is a '{kind}' block, which this gateway does not take; "
+                                 f"the block types it takes are {', '.join(BLOCK_TYPES)}")
+        return blocks
 
 
 class Tool(BaseModel):
@@ -73,6 +103,19 @@ class Metadata(BaseModel):
     user_id: str | None = None
 
 
+class OutputFormat(BaseModel):
+    """Structured output: the answer is JSON matching `schema` (Claude Code asks for its session titles so)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    format: OutputFormat | None = None  # `effort`, also here, has no chat-completions counterpart: not forwarded
+
+
 class MessagesRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -87,6 +130,8 @@ class MessagesRequest(BaseModel):
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
     metadata: Metadata | None = None
+    output_config: OutputConfig | None = None
+    output_format: OutputFormat | None = None  # the structured-outputs beta's earlier spelling of output_config.format
     stream: bool = False
     ttc: TtcOptions | None = None
 
@@ -97,7 +142,7 @@ class CountTokensRequest(MessagesRequest):
     max_tokens: int = Field(default=1, ge=1)
 
 
-def _text(content: str | list[TextBlock] | list[TextBlock | OpaqueBlock]) -> str:
+def _text(content: str | list[TextBlock] | list[TextBlock | ResultPart]) -> str:
     return content if isinstance(content, str) else "".join(block.text for block in content if isinstance(block, TextBlock))
 
 
@@ -110,6 +155,9 @@ def _chat_messages(request: MessagesRequest) -> list[dict[str, Any]]:
             out.append({"role": message.role, "content": message.content})
             continue
         texts = [b.text for b in message.content if isinstance(b, TextBlock)]
+        if message.role == "system":
+            out.append({"role": "system", "content": "".join(texts)})
+            continue
         tool_uses = [b for b in message.content if isinstance(b, ToolUseBlock)]
         results = [b for b in message.content if isinstance(b, ToolResultBlock)]
         # Tool results answer the assistant's calls, so they come first, each as its own tool turn.
@@ -135,12 +183,18 @@ def _tool_choice(choice: ToolChoice | None) -> str | dict[str, Any] | None:
     return {"auto": "auto", "any": "required", "none": "none"}[choice.type]
 
 
+def _response_format(request: MessagesRequest) -> dict[str, Any] | None:
+    wanted = (request.output_config.format if request.output_config else None) or request.output_format
+    # No `strict`: OpenAI's strict mode refuses schemas that Anthropic's structured outputs take.
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": wanted.schema_}} if wanted else None
+
+
 def to_chat(request: MessagesRequest) -> ChatCompletionRequest:
     body: dict[str, Any] = {
         "model": request.model, "messages": _chat_messages(request), "max_tokens": request.max_tokens,
         "stream": request.stream, "temperature": request.temperature, "top_p": request.top_p,
         "stop": request.stop_sequences, "tool_choice": _tool_choice(request.tool_choice),
-        "user": request.metadata.user_id if request.metadata else None,
+        "user": request.metadata.user_id if request.metadata else None, "response_format": _response_format(request),
         "ttc": request.ttc.model_dump(exclude_none=True) if request.ttc else None,
     }
     tools = [t for t in request.tools or [] if t.is_client_tool]

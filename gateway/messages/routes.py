@@ -11,9 +11,10 @@ from starlette.responses import Response
 
 from gateway.accounting import count_prompt_tokens
 from gateway.errors import GatewayError, internal_error, ledger_unavailable
-from gateway.edge import parse_body, tenant_principal
+from gateway.edge import parse_body, parse_object, tenant_principal, validated
 from gateway.ledger import LedgerUnavailable
 from gateway.messages.dialect import MESSAGES
+from gateway.messages.native import AnthropicNative
 from gateway.messages.request import CountTokensRequest, MessagesRequest, to_chat
 from gateway.pipeline.chat import chat_completion
 from gateway.routing import AUTO, named_model
@@ -44,8 +45,10 @@ def mount(app: FastAPI, runtime: GatewayRuntime) -> Callable[[Request], Awaitabl
         async def handle() -> Response:
             state = runtime.state
             principal = tenant_principal(runtime, request)
-            body = await parse_body(request, MessagesRequest, state.config.server.max_body_bytes)
-            return await chat_completion(state, principal, to_chat(body), request.state.request_id, MESSAGES, ENDPOINT)
+            sent = await parse_object(request, state.config.server.max_body_bytes)
+            body = validated(MessagesRequest, sent)
+            native = AnthropicNative(state.upstreams.anthropic, sent, request.headers)
+            return await chat_completion(state, principal, to_chat(body), request.state.request_id, MESSAGES, ENDPOINT, native)
 
         return await in_anthropic_shape(handle)
 
@@ -57,6 +60,8 @@ def mount(app: FastAPI, runtime: GatewayRuntime) -> Callable[[Request], Awaitabl
             body = await parse_body(request, CountTokensRequest, state.config.server.max_body_bytes)
             chat = to_chat(body)
             messages = chat.message_dicts()
+            if chat.tools:  # part of the prompt upstream too; a coding agent's ~20 tools are most of its input
+                messages.append({"role": "system", "content": orjson.dumps(chat.tools).decode()})
             if body.model == AUTO or body.model.startswith(AUTO + ":"):
                 tokens = count_message_tokens("openai/auto", messages)
             else:

@@ -24,10 +24,13 @@ class Parts:
     finish_reason: str | None
 
 
-def _tool_calls(calls: object) -> list[ToolCall]:
+def tool_calls_of(calls: object) -> list[ToolCall]:
     found = []
     for position, call in enumerate(calls if isinstance(calls, list) else []):
-        function = call.get("function") or {}
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
         index = call.get("index")
         found.append(ToolCall(index if isinstance(index, int) else position, str(call.get("id") or ""),
                               str(function.get("name") or ""), str(function.get("arguments") or "")))
@@ -38,7 +41,7 @@ def answer_parts(body: Json) -> Parts:
     """The first choice of a chat completion."""
     choice = (body.get("choices") or [{}])[0]
     message = choice.get("message") or {}
-    return Parts(str(message.get("content") or ""), _tool_calls(message.get("tool_calls")), choice.get("finish_reason"))
+    return Parts(str(message.get("content") or ""), tool_calls_of(message.get("tool_calls")), choice.get("finish_reason"))
 
 
 def chunk_parts(chunk: Json) -> Parts:
@@ -48,5 +51,20 @@ def chunk_parts(chunk: Json) -> Parts:
         finish = choice.get("finish_reason") or finish
         delta = choice.get("delta") or {}
         text.append(str(delta.get("content") or ""))
-        calls += _tool_calls(delta.get("tool_calls"))
+        calls += tool_calls_of(delta.get("tool_calls"))
     return Parts("".join(text), calls, finish)
+
+
+def chat_tool_calls(calls: list[ToolCall]) -> list[Json] | None:
+    """Tool calls in the chat form, the pieces of a streamed call (one index) joined; None for none."""
+    joined: dict[int, Json] = {}
+    for call in calls:
+        found = joined.get(call.index)
+        if found is None:
+            joined[call.index] = {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            continue
+        found["id"] = found["id"] or call.id
+        function = found["function"]
+        function["name"] = function["name"] or call.name
+        function["arguments"] += call.arguments
+    return [joined[index] for index in sorted(joined)] or None

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from gateway.config import GatewayConfig, ModelConfig
 from gateway.metrics import Metrics
+from gateway.pipeline.relay import opened_at_first_event
 from gateway.upstream import Json, Upstreams, UpstreamError, call_with_fallbacks, fallback_chain, usage_of
 
 log = logging.getLogger("ttc.upstream")
@@ -106,12 +107,7 @@ class UpstreamCalls:
         """A stream whose first chunk has arrived: a failure before it can still fall back."""
 
         async def opened(model: ModelConfig) -> tuple[AsyncIterator[Json], Json | None]:
-            iterator = self.upstreams.stream(model, body_for(model)).__aiter__()
-            try:
-                first: Json | None = await iterator.__anext__()
-            except StopAsyncIteration:
-                first = None
-            return iterator, first
+            return await opened_at_first_event(self.upstreams.stream(model, body_for(model)))
 
         (iterator, first), used = await self.attempt(chain, opened)
         return iterator, first, used

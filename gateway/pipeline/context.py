@@ -35,6 +35,9 @@ class RequestContext:
     # For the request's record: what was asked and answered, and how the strategy ran.
     messages: list[dict[str, Any]] | None = None
     response_text: str | None = None
+    response_tool_calls: list[dict[str, Any]] | None = None
+    # The client's `store: false`: this request's content is not kept, even for a tenant that logs content.
+    keep_content: bool = True
     strategy_n: int | None = None
     degraded: bool = False
 

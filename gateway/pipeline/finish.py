@@ -22,7 +22,8 @@ def finish(ctx: RequestContext, status: int | str, *, served_model: str | None =
         served_model=served_model or ctx.model_label, status=str(status), error_code=error_code, router=ctx.router_info,
         strategy=ctx.strategy_name, calls=tuple(ctx.account.calls), latency_s=time.perf_counter() - ctx.started,
         first_byte_s=first_byte_s, strategy_n=ctx.strategy_n, degraded=ctx.degraded,
-        log_content=ctx.principal.tenant.log_content, messages=ctx.messages, response_text=ctx.response_text,
+        log_content=ctx.principal.tenant.log_content and ctx.keep_content, messages=ctx.messages,
+        response_text=ctx.response_text, response_tool_calls=ctx.response_tool_calls,
     )
 
     async def finalize() -> None:

@@ -40,6 +40,7 @@ class RequestRecord:
     log_content: bool = False
     messages: list[dict[str, Any]] | None = None
     response_text: str | None = None
+    response_tool_calls: list[dict[str, Any]] | None = None
 
     @property
     def cost_usd(self) -> float:

@@ -12,10 +12,12 @@ from strategies import CallRecord
 from gateway.accounting import INPUT_MARGIN, output_cap
 from gateway.config import ModelConfig
 from gateway.errors import GatewayError
+from gateway.pipeline.answer_parts import ToolCall, answer_parts, chat_tool_calls, tool_calls_of
 from gateway.pipeline.calls import malformed
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.metered import MeteredCall
 from gateway.pipeline.plan import RequestPlan
+from gateway.pipeline.relay import close_quietly, relayed
 from gateway.pipeline.respond import Answer
 from gateway.tokens import count_text_tokens
 from gateway.upstream import Json, UpstreamError, reported_usage
@@ -63,7 +65,8 @@ class PlainExecutor:
         if usage is None:
             usage = (plan.billed_prompt_tokens(used), count_text_tokens(used.litellm_params.model, _text_of_choices(response)))
         metered.record(used, "answer", *usage)
-        ctx.response_text = _text_of_choices(response)
+        parts = answer_parts(response)
+        ctx.response_text, ctx.response_tool_calls = parts.text, chat_tool_calls(parts.tool_calls)
         cost = ctx.account.total_cost_usd
         metered.price_interruption(lambda: cost)  # a drain before the settlement charges the true cost
         return Answer(body=response, served_model=used.name, remaining_usd=metered.remaining_after_settle(),
@@ -80,6 +83,8 @@ class PlainStream:
     """Relays the upstream's chunks; charges the usage chunk, or the streamed text when there is
     none, it is nonsense, or the client left first."""
 
+    native = False
+
     def __init__(self, ctx: RequestContext, plan: RequestPlan, metered: MeteredCall, iterator: AsyncIterator[Json],
                  first: Json | None, used: ModelConfig) -> None:
         self.ctx = ctx
@@ -94,7 +99,9 @@ class PlainStream:
         self.final: Json | None = None
         self.failure: GatewayError | None = None
         self.settle = metered.settle
-        self._generated: list[str] = []
+        self._generated: list[str] = []  # text and tool-call arguments: what the upstream is paid for
+        self._text: list[str] = []
+        self._tool_calls: list[ToolCall] = []
         self._usage: tuple[int, int] | None = None
         self._completed = False
         self._closed = False
@@ -121,16 +128,20 @@ class PlainStream:
                 if not isinstance(content, str):
                     raise malformed("stream chunk")
                 self._generated.append(content)
-            for call in delta.get("tool_calls") or []:
-                if isinstance(call, dict) and isinstance(call.get("function"), dict):
-                    self._generated.append(str(call["function"].get("arguments") or ""))
+                self._text.append(content)
+            calls = delta.get("tool_calls")
+            if calls:
+                if not isinstance(calls, list) or not all(isinstance(call, dict) for call in calls):
+                    raise malformed("stream chunk")
+                pieces = tool_calls_of(calls)
+                self._tool_calls += pieces
+                self._generated += [piece.arguments for piece in pieces]
         return chunk
 
     async def chunks(self) -> AsyncIterator[Json | None]:
-        chunk = self.first
         try:
-            while chunk is not None:
-                chunk = self._read(chunk)
+            async for event in relayed(self.first, self.iterator):
+                chunk = self._read(event)
                 choices = chunk.get("choices") or []
                 if choices:
                     chunk.pop("usage", None)
@@ -141,10 +152,6 @@ class PlainStream:
                         self.final = chunk
                     else:
                         yield chunk
-                try:
-                    chunk = await self.iterator.__anext__()
-                except StopAsyncIteration:
-                    chunk = None
             self._completed = True
         except UpstreamError as error:
             self.ctx.calls.on_error(self.used, error)
@@ -154,12 +161,7 @@ class PlainStream:
         if self._closed:
             return
         self._closed = True
-        aclose = getattr(self.iterator, "aclose", None)
-        if aclose is not None:
-            try:
-                await aclose()
-            except Exception:  # closing a broken upstream stream must not block settlement
-                log.debug("closing upstream stream failed", exc_info=True)
+        await close_quietly(self.iterator)
         try:
             counted = count_text_tokens(self.used.litellm_params.model, "".join(self._generated))
             if self._usage is not None and self._completed:
@@ -171,6 +173,7 @@ class PlainStream:
         except Exception:  # what ran is unknown: charge the reservation, never nothing
             log.exception("could not price the stream from %s; charging its worst case", self.used.name)
             self.ctx.account.add(self.metered.worst_case)
-        self.ctx.response_text = "".join(self._generated)
+        self.ctx.response_text = "".join(self._text)
+        self.ctx.response_tool_calls = chat_tool_calls(self._tool_calls)
         cost = self.ctx.account.total_cost_usd
         self.metered.price_interruption(lambda: cost)

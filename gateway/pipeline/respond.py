@@ -39,6 +39,7 @@ class Answer:
     strategy: StrategyInfo | None = None
     report: dict[str, Any] = field(default_factory=dict)  # further `ttc` keys (cascade, budget_exhausted)
     settle: Settle | None = None  # what is still held, settled after the answer is sent
+    native: bool = False  # the body is in the client's own API (gateway/pipeline/native.py), not a chat completion
 
 
 class ChunkStream(Protocol):
@@ -49,6 +50,7 @@ class ChunkStream(Protocol):
     served_model: str
     strategy: StrategyInfo | None
     report: dict[str, Any]
+    native: bool  # chunks are the client API's own events (gateway/pipeline/native.py)
     final: Json | None
     failure: GatewayError | None
     settle: Settle | None

@@ -127,6 +127,8 @@ class StrategyExecutor:
 
 
 class StrategyStream:
+    native = False
+
     def __init__(self, executor: StrategyExecutor, task: asyncio.Task[StrategyResult]) -> None:
         self.executor = executor
         self.task = task

@@ -47,9 +47,11 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     strategy text, strategy_n integer, degraded boolean NOT NULL, calls jsonb NOT NULL,
     prompt_tokens integer NOT NULL, completion_tokens integer NOT NULL, cost_usd double precision NOT NULL,
     latency_s double precision NOT NULL, first_byte_s double precision, log_content boolean NOT NULL,
-    prompt_sha256 text, response_sha256 text, messages jsonb, response_text text,
+    prompt_sha256 text, response_sha256 text, messages jsonb, response_text text, response_tool_calls jsonb,
     PRIMARY KEY (request_id, time)
 ) PARTITION BY RANGE (time);
+-- Tables made before the column existed gain it (on every partition); old rows read as NULL.
+ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS response_tool_calls jsonb;
 CREATE INDEX IF NOT EXISTS {TABLE}_tenant_time ON {TABLE} (tenant, time DESC);
 CREATE INDEX IF NOT EXISTS {TABLE}_time ON {TABLE} (time DESC);
 CREATE TABLE IF NOT EXISTS {FEEDBACK} (

@@ -25,7 +25,8 @@ class CallRow(BaseModel):
 
 
 class LogRow(BaseModel):
-    """One request. `messages`/`response_text` only when the tenant opted in (`log_content`);
+    """One request. `messages`/`response_text`/`response_tool_calls` (the assistant's answer, in the
+    chat form, so a conversation can be continued from it) only when the tenant opted in (`log_content`);
     their SHA-256 always (of the canonical messages JSON, keys sorted), so repeats can be counted
     without keeping the text. The API key itself is never here, only its short `key_id`."""
 
@@ -58,6 +59,7 @@ class LogRow(BaseModel):
     response_sha256: str | None = None
     messages: list[JsonObject] | None = None
     response_text: str | None = None
+    response_tool_calls: list[JsonObject] | None = None
 
 
 class CallData(TypedDict):
@@ -98,6 +100,7 @@ class RowData(TypedDict):
     response_sha256: str | None
     messages: list[dict[str, Any]] | None
     response_text: str | None
+    response_tool_calls: list[dict[str, Any]] | None
 
 
 def row_data(row: LogRow) -> RowData:
@@ -149,4 +152,5 @@ def row_of(record: RequestRecord) -> RowData:
         "response_sha256": sha256_hex(record.response_text.encode()) if record.response_text is not None else None,
         "messages": record.messages if record.log_content else None,
         "response_text": record.response_text if record.log_content else None,
+        "response_tool_calls": record.response_tool_calls if record.log_content else None,
     }

@@ -31,6 +31,14 @@ DELETE_CHUNK = 5000
 T = TypeVar("T")
 
 
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """A log file made by an older gateway gains the columns added since; its rows read them as NULL."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(request_log)")}
+    for column in COLUMNS:
+        if column not in present:
+            conn.execute(f"ALTER TABLE request_log ADD COLUMN {column}")
+
+
 class SqliteRequestStore:
     def __init__(self, path: Path, retention_days: int, busy_timeout_s: float = 10.0) -> None:
         self.path = path
@@ -47,6 +55,7 @@ class SqliteRequestStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA)
+            _add_missing_columns(conn)
             self._conn = conn
         return self._conn
 

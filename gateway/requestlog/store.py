@@ -21,8 +21,8 @@ from gateway.requestlog.row import CallRow, Feedback, LogRow, RowData
 COLUMNS = ("request_id", "time", "tenant", "key_id", "endpoint", "requested_model", "served_model", "status",
            "error_code", "router_version", "router", "explored", "propensity", "strategy", "strategy_n", "degraded",
            "calls", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "first_byte_s", "log_content",
-           "prompt_sha256", "response_sha256", "messages", "response_text")
-JSON_COLUMNS = frozenset({"router", "calls", "messages"})
+           "prompt_sha256", "response_sha256", "messages", "response_text", "response_tool_calls")
+JSON_COLUMNS = frozenset({"router", "calls", "messages", "response_tool_calls"})
 
 StoreValue = str | float | int | bool | None
 

@@ -11,6 +11,7 @@ from gateway.errors import GatewayError
 from gateway.pipeline.answer_parts import answer_parts, chunk_parts
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.respond import Answer, ChunkStream, StreamEncoder, ttc_object
+from gateway.requestlog.row import LogRow
 from gateway.responses.request import FunctionChoice, ResponsesRequest
 from gateway.upstream import Json
 
@@ -47,7 +48,7 @@ class ResponsesDialect:
             "tool_choice": request.tool_choice.model_dump() if isinstance(request.tool_choice, FunctionChoice) else (request.tool_choice or "auto"),
             "tools": [tool.model_dump(exclude_none=True) for tool in request.tools or []],
             "text": {"format": request.text.format.model_dump(by_alias=True, exclude_none=True)} if request.text and request.text.format else {"format": {"type": "text"}},
-            "metadata": request.metadata or {}, "previous_response_id": None, "error": None, "incomplete_details": None,
+            "metadata": request.metadata or {}, "previous_response_id": request.previous_response_id, "error": None, "incomplete_details": None,
             "usage": _usage(ctx) if status == "completed" else None,
         }
 
@@ -165,3 +166,19 @@ class ResponsesStream:
 
     def error(self, failure: GatewayError) -> bytes:
         return b"".join(self._start()) + self._event("error", code=failure.code, message=failure.message, param=failure.param)
+
+
+def stored_response(row: LogRow) -> Json:
+    """A stored response as `GET /v1/responses/{id}` returns it: what the request log kept of it."""
+    output = [_message_item(f"msg_{row.request_id}", row.response_text)] if row.response_text else []
+    for index, call in enumerate(row.response_tool_calls or []):
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
+        output.append(_call_item(f"fc_{row.request_id}_{index}", str(call.get("id") or ""), str(function.get("name") or ""),
+                                 str(function.get("arguments") or "")))
+    return {"id": f"resp_{row.request_id}", "object": "response", "created_at": int(row.time), "status": "completed",
+            "model": row.served_model, "output": output, "error": None, "incomplete_details": None, "metadata": {},
+            "usage": {"input_tokens": row.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens": row.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+                      "total_tokens": row.prompt_tokens + row.completion_tokens},
+            "ttc": {"cost_usd": row.cost_usd, "strategy": row.strategy, "router_version": row.router_version}}

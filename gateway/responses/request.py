@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.errors import invalid_request
 from gateway.schemas import ChatCompletionRequest, TtcOptions, function_tool, translated_chat_request
@@ -35,7 +35,9 @@ class FunctionCallOutputItem(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["function_call_output"]
     call_id: str = Field(min_length=1)
-    output: str
+    # A list when the tool returned content parts (Codex's view_image returns an input_image): the
+    # chat API's tool turn holds text only, so only the text parts reach the upstream.
+    output: str | list[ContentPart]
 
 
 class ReasoningItem(BaseModel):
@@ -46,6 +48,7 @@ class ReasoningItem(BaseModel):
 
 
 InputItem = FunctionCallItem | FunctionCallOutputItem | ReasoningItem | MessageItem
+INPUT_ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning")
 
 
 class FunctionTool(BaseModel):
@@ -98,6 +101,17 @@ class ResponsesRequest(BaseModel):
     previous_response_id: str | None = None
     ttc: TtcOptions | None = None
 
+    @field_validator("input", mode="before")
+    @classmethod
+    def _item_types_known(cls, items: object) -> object:
+        # Named before the union is tried, whose own error would only say the input is no string.
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            kind = item.get("type", "message") if isinstance(item, dict) else None
+            if kind not in INPUT_ITEM_TYPES:
+                raise ValueError(f"input[{index}] is a '{kind}' item, which this gateway does not take; "
+                                 f"the item types it takes are {', '.join(INPUT_ITEM_TYPES)}")
+        return items
+
 
 def _part_text(content: str | list[ContentPart]) -> str:
     return content if isinstance(content, str) else "".join(part.text or "" for part in content)
@@ -105,8 +119,6 @@ def _part_text(content: str | list[ContentPart]) -> str:
 
 def _chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    if request.instructions:
-        out.append({"role": "system", "content": request.instructions})
     if isinstance(request.input, str):
         out.append({"role": "user", "content": request.input})
         return out
@@ -115,13 +127,14 @@ def _chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
             out.append({"role": item.role, "content": _part_text(item.content)})
         elif isinstance(item, FunctionCallItem):
             call = {"id": item.call_id, "type": "function", "function": {"name": item.name, "arguments": item.arguments}}
-            # Calls made in one turn go on one assistant message, as the chat API expects them.
-            if out and out[-1]["role"] == "assistant" and out[-1].get("tool_calls") is not None:
-                out[-1]["tool_calls"].append(call)
+            # Calls made in one turn go on one assistant message, with any text said before them in
+            # that turn (Codex replays such a turn as a message item, then its function_call items).
+            if out and out[-1]["role"] == "assistant":
+                out[-1].setdefault("tool_calls", []).append(call)
             else:
                 out.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif isinstance(item, FunctionCallOutputItem):
-            out.append({"role": "tool", "tool_call_id": item.call_id, "content": item.output})
+            out.append({"role": "tool", "tool_call_id": item.call_id, "content": _part_text(item.output)})
     return out
 
 
@@ -136,10 +149,8 @@ def _response_format(text: TextOptions | None) -> dict[str, Any] | None:
     return {"type": "json_schema", "json_schema": schema}
 
 
-def to_chat(request: ResponsesRequest) -> ChatCompletionRequest:
-    if request.previous_response_id is not None:
-        raise invalid_request("previous_response_id needs the earlier response to be stored, and this gateway keeps no "
-                              "responses: send the whole conversation in `input` instead.", param="previous_response_id")
+def to_chat(request: ResponsesRequest, previous: list[dict[str, Any]] | None = None) -> ChatCompletionRequest:
+    """`previous`: the stored conversation `previous_response_id` names, its answer included."""
     tool_choice: str | dict[str, Any] | None = None
     if isinstance(request.tool_choice, FunctionChoice):
         tool_choice = {"type": "function", "function": {"name": request.tool_choice.name}}
@@ -149,7 +160,7 @@ def to_chat(request: ResponsesRequest) -> ChatCompletionRequest:
         "model": request.model, "messages": _chat_messages(request), "max_tokens": request.max_output_tokens,
         "stream": request.stream, "temperature": request.temperature, "top_p": request.top_p, "user": request.user,
         "tool_choice": tool_choice, "parallel_tool_calls": request.parallel_tool_calls,
-        "response_format": _response_format(request.text),
+        "response_format": _response_format(request.text), "store": request.store,
         "ttc": request.ttc.model_dump(exclude_none=True) if request.ttc else None,
     }
     functions = [t for t in request.tools or [] if t.type == "function"]
@@ -158,6 +169,9 @@ def to_chat(request: ResponsesRequest) -> ChatCompletionRequest:
             raise invalid_request(f"tools[{index}].name is required", param="tools")
     if functions:
         body["tools"] = [function_tool(t.name, t.description, t.parameters) for t in functions]
-    if not body["messages"]:
+    new_turn = body["messages"]
+    if not new_turn:
         raise invalid_request("`input` holds no message or function output to answer.", param="input")
+    instructions = [{"role": "system", "content": request.instructions}] if request.instructions else []
+    body["messages"] = [*instructions, *(previous or []), *new_turn]
     return translated_chat_request(body)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from gateway.edge import parse_body, tenant_principal
-from gateway.errors import not_found
 from gateway.pipeline.chat import chat_completion
-from gateway.responses.dialect import ResponsesDialect
+from gateway.responses.dialect import ResponsesDialect, stored_response
 from gateway.responses.request import ResponsesRequest, to_chat
+from gateway.responses.stored import NotStored, continued_conversation, find_stored, lookup_not_stored, previous_not_stored
 from gateway.runtime import GatewayRuntime
 
 ENDPOINT = "/v1/responses"
@@ -25,14 +26,25 @@ def mount(app: FastAPI, runtime: GatewayRuntime, error_response: Callable[[Excep
             state = runtime.state
             principal = tenant_principal(runtime, request)
             body = await parse_body(request, ResponsesRequest, state.config.server.max_body_bytes)
-            return await chat_completion(state, principal, to_chat(body), request.state.request_id, ResponsesDialect(body), ENDPOINT)
+            previous = None
+            if body.previous_response_id is not None:
+                try:
+                    row = await find_stored(runtime, principal, body.previous_response_id)
+                except NotStored as why:
+                    raise previous_not_stored(why) from None
+                previous = continued_conversation(row, body.instructions)
+            return await chat_completion(state, principal, to_chat(body, previous), request.state.request_id,
+                                         ResponsesDialect(body), ENDPOINT)
         except Exception as error:  # every failure becomes an OpenAI-format error, never a 500 page
             return error_response(error)
 
     @app.get("/v1/responses/{response_id}")
-    async def stored_response(response_id: str, request: Request) -> Response:
-        tenant_principal(runtime, request)
-        raise not_found(f"Response '{response_id}' is not stored: this gateway keeps no responses, so it can neither "
-                        "return one nor continue from it (previous_response_id).")
+    async def stored(response_id: str, request: Request) -> Response:
+        principal = tenant_principal(runtime, request)
+        try:
+            row = await find_stored(runtime, principal, response_id)
+        except NotStored as why:
+            raise lookup_not_stored(why) from None
+        return Response(orjson.dumps(stored_response(row)), media_type="application/json")
 
     return responses

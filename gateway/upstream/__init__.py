@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from gateway.config import ModelConfig
 from gateway.upstream import openai_compat
+from gateway.upstream.anthropic_native import AnthropicMessagesClient
 from gateway.upstream.base import ChatUpstream, Json, reported_usage, usage_of
 from gateway.upstream.errors import UpstreamError
 from gateway.upstream.resilience import call_with_fallbacks, fallback_chain
@@ -19,6 +20,7 @@ class Upstreams:
     def __init__(self) -> None:
         self._fast = openai_compat.OpenAICompatUpstream()
         self._litellm: ChatUpstream | None = None
+        self.anthropic = AnthropicMessagesClient()  # for /v1/messages served by an Anthropic model as sent
 
     def for_model(self, model: ModelConfig) -> ChatUpstream:
         if openai_compat.eligible(model):
@@ -41,5 +43,6 @@ class Upstreams:
 
     async def aclose(self) -> None:
         await self._fast.aclose()
+        await self.anthropic.aclose()
         if self._litellm is not None:
             await self._litellm.aclose()

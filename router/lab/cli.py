@@ -14,14 +14,17 @@ import asyncio
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, NoReturn, Protocol
 
 import typer
 
 from contracts.environment import apply_environment_defaults
+from contracts.prices import Price
 from router.lab.collect import Complete
+from router.lab.flywheel_cli import register as register_flywheel
+from router.lab.onboard_cli import onboard_command, probes_cmd
 
 DEFAULT_DATA_DIR = Path(os.environ.get("TTC_SHARED_DATA", "../shared/data"))
 HELP = "Learned router: offline data, training and evaluation."
@@ -33,6 +36,7 @@ class Models:
 
     complete: Complete  # router.lab.collect's async callable (model, messages, max_tokens) -> CompletionOutcome
     chat_models: tuple[str, ...]  # the config's chat model names; `collect` runs all of them unless told otherwise
+    prices: dict[str, Price] = field(default_factory=dict)  # the config's price per model (`onboard` records it)
 
 
 class RouterBackend(Protocol):
@@ -54,6 +58,9 @@ def make_app(backend: RouterBackend | None = None) -> typer.Typer:
     app.command("eval")(eval_cmd)
     app.command()(calibrate)
     app.command()(_collect_command(backend))
+    register_flywheel(app, backend)
+    app.command("probes")(probes_cmd)
+    app.command()(onboard_command(backend))
     return app
 
 
@@ -98,6 +105,13 @@ def train(
     proj_corpus: Annotated[list[str] | None, typer.Option(help="unlabeled corpus for the static-proj map, e.g. gsm8k-train (repeatable; read from --aux-data)")] = None,
     token_bag: Annotated[str, typer.Option(help="static and ONNX featurizers: LSA of the token bag, auto (kept if CV improves) | on | off")] = "auto",
     max_tokens: Annotated[int | None, typer.Option(min=8, help="ONNX featurizers: truncate prompts to this many tokens (default 128)")] = None,
+    probes: Annotated[int, typer.Option(min=0, help="probe set size for onboarding new models (0: none)")] = 100,
+    probe_references: Annotated[Path | None, typer.Option(help="labeled-prompt JSONL with reference answers; probes are then chosen among its prompts")] = None,
+    probe_grader: Annotated[str, typer.Option(help="grader for the probes' references that name none")] = "numeric",
+    init: Annotated[Path | None, typer.Option(help="warm start: a champion artifact whose featurizer and kept training rows are combined with --data")] = None,
+    source_weight: Annotated[list[str] | None, typer.Option(help="gold=W, feedback=W or judge=W (repeatable; defaults 1, 0.7, 0.4)")] = None,
+    calibration: Annotated[Path | None, typer.Option(help="`ttc router label` report: the judge's weight follows its measured agreement")] = None,
+    keep_rows: Annotated[bool, typer.Option(help="keep the training rows in the artifact, for a later --init (implied by --init)")] = False,
 ) -> None:
     """Fit quality and length predictors; write a versioned artifact."""
     from router.lab.importers import read_prices
@@ -108,6 +122,15 @@ def train(
         rows = read_outcomes(data)
     except (OSError, OutcomeFileError) as exc:
         _fail(str(exc))
+    raw_rows = rows
+    if init or source_weight or calibration or any(r.source not in (None, "gold") for r in rows):
+        from router.lab.sources import source_weighted_training
+
+        try:
+            raw_rows, rows, inherited = source_weighted_training(rows, init, source_weight or [], calibration)
+        except (OSError, ValueError) as exc:
+            _fail(str(exc))
+        featurizer, embedding_model = inherited.get("featurizer", featurizer), inherited.get("embedding_model", embedding_model)
     price_file = prices or (data.parent / "prices.json")
     price_map = read_prices(price_file) if price_file.exists() else None
     if select_by not in ("aiq", "brier"):
@@ -117,7 +140,8 @@ def train(
     config = TrainConfig(featurizer=featurizer, embedding_model=embedding_model, cv_folds=cv_folds, seed=seed,
                          task_prior=task_prior, aux=aux or [], aux_data_dir=str(aux_data) if aux or proj_corpus else None,
                          select_by=select_by, projection_corpus=proj_corpus or [], token_bag=token_bag,
-                         max_tokens=max_tokens)
+                         max_tokens=max_tokens, probes=probes,
+                         probe_references=str(probe_references) if probe_references else None, probe_grader=probe_grader)
     try:
         excluded = [r.prompt for r in read_outcomes(exclude_prompts)] if exclude_prompts else []
     except (OSError, OutcomeFileError) as exc:
@@ -128,6 +152,10 @@ def train(
         result = train_router(rows, out, price_map, config, progress=True, exclude_prompts=excluded)
     except ValueError as exc:
         _fail(str(exc))
+    if keep_rows or init:
+        from router.lab.sources import keep_rows as store_rows
+
+        store_rows(out, raw_rows)
     selected = result.cv.get("selected", {})
     typer.echo(f"artifact {result.artifact} version {result.version}; selected {selected}")
     if json_out:

@@ -21,6 +21,7 @@ from sklearn.model_selection import KFold
 from router.features.task_prior import CLASSIFIER_GRID, fit_task_prior, usable_tasks
 from router.features.task_prior import out_of_fold as task_prior_oof
 from router.lab.metrics import aiq, best_single_index, match_best_cost_fraction
+from router.lab.shrinkage import PriorShrinkage
 from router.policy import choose_by_utility, cost_weight_grid
 from router.predictors.head import QualityHead, knn_logit, sigmoid
 from router.predictors.quality import PerModelLogistic, QualityEstimator, SharedFactorModel
@@ -209,6 +210,11 @@ def select_and_fit(
         head.calib_task = extra["task"]
         head.task_prior = fit_task_prior(x, tasks or [], y, mask, c=task_info["c"])
     stack_info.update({"stacked_brier": best[0], "platt_brier": platt_brier, "tried": tried})
+    # Scored on cross-fitted predictions (each fold's calibrator fitted on the other folds): the
+    # calibrator fitted on all rows would favour itself over the prior in-sample.
+    shrinkage = PriorShrinkage().fit(_cross_fitted(z, [inputs[name] for name in best_combo], y, mask, splits), y, mask)
+    calibrated = shrinkage.transform(calibrated)
+    head.prior, head.shrink = shrinkage.prior_, shrinkage.shrink_
     per_model = []
     for m in range(n_models):
         rows = mask[:, m]
@@ -217,7 +223,7 @@ def select_and_fit(
             "auc": _auc(calibrated[rows, m], y[rows, m]),
         })
     cv = {"folds": folds, "candidates": results, "selected": results[best_i], "knn_stack": stack_info,
-          "task_prior": task_info,
+          "task_prior": task_info, "shrinkage": shrinkage.report_,
           "calibrated_brier": _brier(calibrated, y, mask), "per_model": per_model}
     if by_aiq:
         assert cost is not None
@@ -225,6 +231,36 @@ def select_and_fit(
         routed = routing_metrics(calibrated, y, cost)
         cv["stacked_oof_aiq"], cv["stacked_oof_match_best"] = routed["aiq"], routed["match_best"]
     return SelectionResult(head=head, params=params, cv=cv)
+
+
+def _cross_fitted(z: np.ndarray, extra: list[np.ndarray], y: np.ndarray, mask: np.ndarray,
+                  splits: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Calibrated out-of-fold quality with each fold's calibrator fitted on the other folds only.
+
+    Each fold's inputs are centred first. A model fitted without a fold predicts that fold's mean
+    from the other folds', which moves against the fold's own outcomes; with no per-prompt signal
+    a calibrator learns that artefact (a negative slope) and beats the prior in CV but never at
+    serving time. Centring keeps only the within-fold, per-prompt signal.
+    """
+    p = np.zeros_like(z, dtype=np.float64)
+    for m in range(y.shape[1]):
+        cols = np.column_stack([z[:, m]] + [e[:, m] for e in extra]).astype(np.float64)
+        for _, va in splits:
+            seen = va[mask[va, m]]
+            if len(seen):
+                cols[va] -= cols[seen].mean(axis=0)
+        for tr, va in splits:
+            rows = tr[mask[tr, m]]
+            if len(rows) == 0:
+                p[va, m] = 0.5
+            elif np.ptp(y[rows, m]) == 0:
+                # One outcome throughout: centring removed the level Platt scaling would have to
+                # learn, and there is no slope to learn, so the fold's outcome is the prediction.
+                p[va, m] = y[rows[0], m]
+            else:
+                w, b = platt(cols[rows], y[rows, m])
+                p[va, m] = sigmoid(cols[va] @ w + b)
+    return p
 
 
 def _oof_aiq(z: np.ndarray, y: np.ndarray, cost: np.ndarray) -> float:

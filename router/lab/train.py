@@ -25,6 +25,7 @@ from router.features.aux import AUX_SOURCES, CORPORA, aux_key, drop_excluded, fi
 from router.features.task_prior import CLASSIFIER_GRID
 from router.lab.matrix import OutcomeMatrix, build_matrix, infer_prices
 from router.lab.outcomes import outcomes_sha256, prompt_key
+from router.lab.probes import DEFAULT_PROBES, build_probe_set
 from router.lab.selection import SelectionResult, select_and_fit
 from router.policy import choose_by_utility, cost_weight_grid
 from router.predictors.length import fit_length_model
@@ -61,6 +62,11 @@ class TrainConfig(BaseModel):
     # stacked out-of-fold routing AIQ on the training prompts (else Brier) is better.
     token_bag: Literal["auto", "on", "off"] = "auto"
     token_bag_dims: int = Field(default=64, ge=1)
+    # Probe set for onboarding new models (router.lab.probes): how many prompts, and where their
+    # reference answers come from (collect's labeled-prompt JSONL; rows may name a `grader`).
+    probes: int = Field(default=DEFAULT_PROBES, ge=0)
+    probe_references: str | None = None
+    probe_grader: str = "numeric"
 
 
 class TrainResult(BaseModel):
@@ -150,6 +156,8 @@ def train_router(
     target = float(np.nanmin(mean_cost) + cfg.default_cost_position * (np.nanmax(mean_cost) - np.nanmin(mean_cost)))
     default_weight = calibrate_weight_for_cost(quality, cost, cost_scale, target)
 
+    probes = build_probe_set(out_dir, selection.head, x, matrix, cfg.probes,
+                             Path(cfg.probe_references) if cfg.probe_references else None, cfg.probe_grader, cfg.seed)
     data_hash = outcomes_sha256(rows)
     version = f"{datetime.now(UTC):%Y%m%d%H%M%S}-{data_hash[:8]}-{uuid.uuid4().hex[:4]}"
     manifest = Manifest(
@@ -168,6 +176,7 @@ def train_router(
         cost_scale_usd=cost_scale,
         default_cost_weight=default_weight,
         libraries=library_versions(),
+        probes=probes,
     )
     write_manifest(out_dir, manifest)
     return TrainResult(artifact=str(out_dir), version=version, cv=manifest.cv, data_sha256=data_hash)

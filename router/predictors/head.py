@@ -66,6 +66,11 @@ class QualityHead:
     calib_task: np.ndarray | None = None  # (m,)
     # Ensemble members (uncalibrated); the logit is the mean over self + members.
     members: list[QualityHead] = field(default_factory=list)
+    # Shrinkage toward each model's prior success rate, p = (1 - s) * p + s * prior_m, with s
+    # chosen by cross-validation: with no usable signal in the prompt (s = 1) every prompt gets
+    # the same prediction per model, so the cost-weight sweep visits the single models.
+    prior: np.ndarray | None = None  # (m,)
+    shrink: float = 0.0
 
     def knn_logit(self, features: np.ndarray) -> np.ndarray:
         assert self.knn_keys is not None and self.knn_values is not None
@@ -93,7 +98,10 @@ class QualityHead:
                 z = z + self.calib_knn * self.knn_logit(features)
             if self.calib_task is not None and self.task_prior is not None:
                 z = z + self.calib_task * self.task_prior.transform(features)
-        return sigmoid(z)
+        p = sigmoid(z)
+        if self.prior is not None and self.shrink > 0:
+            p = (1.0 - self.shrink) * p + self.shrink * self.prior
+        return p
 
     def save(self, path: Path) -> None:
         np.savez(path, **self._arrays())
@@ -113,6 +121,8 @@ class QualityHead:
         if self.calib_task is not None and self.task_prior is not None:
             arrays["calib_task"] = self.calib_task
             arrays.update({f"task/{k}": v for k, v in self.task_prior.arrays().items()})
+        if self.prior is not None:
+            arrays["prior"], arrays["shrink"] = self.prior, np.array(self.shrink)
         arrays["n_members"] = np.array(len(self.members))
         for i, member in enumerate(self.members):
             for key, value in member._arrays().items():
@@ -143,4 +153,6 @@ class QualityHead:
             if "calib_task" in d else None,
             calib_task=d["calib_task"] if "calib_task" in d else None,
             members=members,
+            prior=d["prior"] if "prior" in d else None,
+            shrink=float(d["shrink"]) if "shrink" in d else 0.0,
         )

@@ -37,6 +37,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "existing-secrets": {"secrets": {"existingSecret": "ttc-env"}, "rollOnConfigChange": False},
     "request-log-postgres": {"requestLog": {"existingSecret": "request-log-pg", "retentionDays": 14}},
+    "flywheel": {
+        "requestLog": {"existingSecret": "request-log-pg"},
+        "routerArtifact": {"enabled": True, "volume": {"persistentVolumeClaim": {"claimName": "ttc-router"}}},
+        "config": {"router": {"artifact": "/models/router/current"}},
+        "flywheel": {"enabled": True, "schedule": "30 2 * * *"},
+    },
 }
 
 
@@ -355,3 +361,25 @@ def test_request_log_settings_and_postgres_url_from_a_secret(rendered: dict[str,
     env = {e["name"]: e for e in container(chart)["env"]}
     assert env["TTC_REQUEST_LOG_URL"]["valueFrom"]["secretKeyRef"] == {"name": "request-log-pg", "key": "postgres-url"}
     assert "TTC_REQUEST_LOG_URL" not in {e["name"] for e in container(rendered["defaults"]).get("env", [])}
+
+
+def test_flywheel_cronjob_exports_the_log_and_runs_one_round(rendered: dict[str, RenderedChart], chart_dir: Path) -> None:
+    from router.lab.flywheel import FlywheelConfig
+
+    assert not rendered["defaults"].find("CronJob")
+    chart = rendered["flywheel"]
+    job = chart.one("CronJob")
+    assert job["spec"]["schedule"] == "30 2 * * *" and job["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    script = pod["containers"][0]["args"][0]
+    assert "ttc requests export --config /etc/ttc/config.yaml" in script
+    assert "ttc router flywheel --config /etc/ttc/flywheel.yaml" in script
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert not mounts["router-artifact"].get("readOnly")  # it promotes into the volume
+    assert {v["name"]: v for v in pod["volumes"]}["router-artifact"] == {
+        "name": "router-artifact", "persistentVolumeClaim": {"claimName": "ttc-router"}}
+    flywheel = yaml.safe_load(chart.one("ConfigMap")["data"]["flywheel.yaml"])
+    config = FlywheelConfig.model_validate(flywheel)  # the file the job's command reads is one the command accepts
+    assert str(config.artifact) == gateway_config(chart)["router"]["artifact"]
+    with pytest.raises(TemplateError, match="request log"):
+        render_chart(chart_dir, {"flywheel": {"enabled": True}, "routerArtifact": {"enabled": True, "volume": {"emptyDir": {}}}})

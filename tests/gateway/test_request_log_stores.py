@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 
 from gateway.pipeline.observe import RequestRecord
-from gateway.requestlog.postgres_store import TABLE, PostgresRequestStore, day_of, partition_name
+from gateway.requestlog.postgres_store import SCHEMA, TABLE, PostgresRequestStore, day_of, partition_name
 from gateway.requestlog.row import row_of
 from gateway.requestlog.sqlite_store import SqliteRequestStore
 from gateway.requestlog.store import Query
@@ -72,5 +72,24 @@ def test_sqlite_retention_and_pages(tmp_path: Path) -> None:
         store.maintain(now)
         assert "old" not in {r.request_id for r in store.list(Query(tenant=None, limit=100))}
         assert len(store.list(Query(tenant=None, limit=100))) == 7
+    finally:
+        store.close()
+
+
+def test_postgres_table_from_before_the_answer_column_gains_it(postgres_url: str) -> None:
+    """A log made by an older gateway gains the stored answer's column on every partition, and takes rows with it."""
+    old_schema = SCHEMA.replace(" response_tool_calls jsonb,", "").split("-- Tables made before")[0]
+    assert "response_tool_calls" not in old_schema
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(old_schema)
+    store = PostgresRequestStore(postgres_url, retention_days=3)
+    try:
+        store.setup()
+        calls = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+        stored = dataclasses.replace(record("r", time.time()), log_content=True, messages=[{"role": "user", "content": "hi"}],
+                                     response_tool_calls=calls)
+        store.write([row_of(stored)])
+        found = store.get("r", None)
+        assert found is not None and found[0].response_tool_calls == calls
     finally:
         store.close()

@@ -95,7 +95,7 @@ def test_errors_and_unstored_responses(fake_upstream: ThreadedServer, start_gate
     client = gw.client()
     with pytest.raises(openai.BadRequestError) as info:
         client.responses.create(model="m", input="x", previous_response_id="resp_123")
-    assert info.value.body["param"] == "previous_response_id" and "stored" in info.value.body["message"]  # type: ignore[index]
+    assert info.value.body["param"] == "previous_response_id" and info.value.body["code"] == "previous_response_not_found"  # type: ignore[index]
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve("resp_123")
     with pytest.raises(openai.NotFoundError):

@@ -42,7 +42,7 @@ def test_manifest_records_provenance(artifact: Path) -> None:
     assert "scikit-learn" in manifest["libraries"]
     # No pickles anywhere in the artifact.
     for path in artifact.iterdir():
-        assert path.suffix in {".json", ".npz"}
+        assert path.suffix in {".json", ".jsonl", ".npz"}  # .jsonl: the probe set (plain data)
         if path.suffix == ".npz":
             np.load(path, allow_pickle=False).files
 
@@ -77,11 +77,15 @@ def test_route_respects_cost_weight_and_tolerance(artifact: Path) -> None:
     assert router.difficulty(prompt, WEAK) == pytest.approx(q[WEAK])
 
 
-def test_unknown_candidates_are_skipped_or_rejected(artifact: Path) -> None:
+def test_unknown_candidates_are_flagged_never_picked_unless_allowed_or_rejected(artifact: Path) -> None:
     router = load_router(artifact)
     extra = Candidate(name="not-trained", input_per_1m=0, output_per_1m=0, prompt_tokens=5)
-    decision = router.route("hello", [extra, *_candidates()], cost_weight=0.0)
-    assert "not-trained" not in {c.model for c in decision.candidates}
+    # Free, so a huge cost weight would pick it if it were eligible.
+    decision = router.route("hello", [extra, *_candidates()], cost_weight=1e9)
+    flags = {c.model: c.onboarded for c in decision.candidates}
+    assert flags == {"not-trained": False, STRONG: True, WEAK: True} and decision.model != "not-trained"
+    allowed = router.route("hello", [extra, *_candidates()], cost_weight=1e9, allow_unonboarded=True)
+    assert allowed.model == "not-trained"
     with pytest.raises(NoKnownCandidateError, match="not-trained"):
         router.route("hello", [extra])
     with pytest.raises(NoKnownCandidateError):

@@ -1,0 +1,289 @@
+"""Champion vs challenger: paired bootstrap on labelled held-out prompts, and the gate.
+
+Both routers route the same held-out prompts over their whole cost-weight sweep; every
+bootstrap draw resamples the prompts once and scores both routers on that draw (paired), so
+the interval is on the *difference*, which is what a promotion decides on. Reported:
+
+* AIQ (area under the cost-quality hull, router.lab.metrics), for any number of models;
+* APGR where it applies (two models, the dearer one stronger);
+* quality at matched cost: each router's hull quality at the cost the champion spends at its
+  default cost weight (what the gateway serves), i.e. "same money, which is better".
+
+The gate: promote only when the one-sided lower confidence bound of the AIQ improvement is
+above zero at level alpha / rounds. A flywheel compares once a round, so over many rounds a
+per-comparison 5% test would promote a no-better router in about one round out of twenty; the
+Bonferroni split of a family-wise alpha over the planned rounds keeps that chance at alpha for
+the whole run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from contracts.outcomes import OutcomeRow
+from router.api import LearnedRouter, load_router
+from router.lab import metrics
+from router.lab.evaluate import LeakageError
+from router.lab.matrix import OutcomeMatrix, build_matrix
+from router.lab.logdata import LoggedRequest, logged_traffic
+from router.lab.offpolicy import Interval, OffPolicyResult, estimate_pair, resamples
+from router.lab.outcomes import prompt_key
+from router.lab.train import expected_cost
+from router.policy import choose_by_utility, cost_weight_grid
+
+SCHEMA = "ttc-router-compare/1"
+GATE_METRICS = ("aiq", "apgr", "quality_at_matched_cost")
+
+
+def exact_aiq(costs: np.ndarray, quals: np.ndarray, cost_min: float, cost_max: float) -> float:
+    """metrics.aiq integrated exactly (the hull is piecewise linear): thousands of bootstrap draws
+    cannot each afford a 200k-point grid."""
+    norm = (np.asarray(costs, float) - cost_min) / (cost_max - cost_min)
+    hull = metrics.nondecreasing_hull(norm, quals)
+    x0 = float(hull[0, 0])
+    if x0 >= 1.0:
+        return 0.0
+    start = max(x0, 0.0)
+    inner = hull[(hull[:, 0] > start) & (hull[:, 0] < 1.0), 0]
+    xs = np.concatenate([[start], inner, [1.0]])
+    ys = metrics.hull_value(hull, xs)
+    ys[0] = float(np.interp(start, hull[:, 0], hull[:, 1]))  # the hull's own value, not the 0 left of it
+    return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2.0))
+
+
+@dataclass
+class RoutedSweep:
+    """A router's distinct routings of the held-out prompts over its cost-weight sweep."""
+
+    choices: np.ndarray  # (k, n) model index per prompt, one row per distinct routing
+    default: np.ndarray  # (n,) the routing at the served cost weight
+    gain: np.ndarray  # (n,) predicted quality gain of strong over weak (PGR's threshold score); 2 models only
+
+
+def sweep(router: LearnedRouter, test: OutcomeMatrix, strong: int, weak: int, cost_weight: float | None) -> RoutedSweep:
+    manifest = router.manifest
+    order = [manifest.models.index(m) for m in test.models]
+    pred = router.predict_features(router.featurizer.transform(test.prompts))
+    quality = pred.quality[:, order]
+    cost = expected_cost(test.prompt_tokens, pred.completion_tokens[:, order], test.models, manifest.prices)
+    scale = manifest.cost_scale_usd
+    grid = cost_weight_grid(quality, cost, scale)
+    choices = np.unique(np.stack([choose_by_utility(quality, cost, float(w), scale) for w in grid]), axis=0)
+    weight = manifest.default_cost_weight if cost_weight is None else cost_weight
+    default = choose_by_utility(quality, cost, weight, scale)
+    gain = quality[:, strong] - quality[:, weak] if weak >= 0 else np.zeros(len(test.prompts))
+    return RoutedSweep(choices=choices, default=default, gain=gain)
+
+
+class Paired(BaseModel):
+    champion: float
+    challenger: float
+    difference: Interval  # challenger - champion
+
+
+class GateDecision(BaseModel):
+    metric: str
+    alpha_family: float
+    rounds: int
+    alpha: float  # per comparison: alpha_family / rounds
+    lower_bound: float  # one-sided lower confidence bound of the improvement at 1 - alpha
+    passed: bool
+    reason: str
+
+
+class HeldoutComparison(BaseModel):
+    n_prompts: int
+    models: list[str]
+    n_boot: int
+    seed: int
+    aiq: Paired
+    apgr: Paired | None
+    quality_at_matched_cost: Paired
+    matched_cost_usd: float
+
+
+class CompareResult(BaseModel):
+    schema_version: str = SCHEMA
+    champion: dict[str, str]
+    challenger: dict[str, str]
+    heldout: HeldoutComparison
+    gate: GateDecision
+    offpolicy: OffPolicyResult | None = None
+    offpolicy_note: str | None = None
+
+
+class _Scorer:
+    """Scores routings on a (re)sampled set of prompts: realized cost and quality per prompt."""
+
+    def __init__(self, test: OutcomeMatrix) -> None:
+        self.score, self.cost = test.score, test.cost
+        mean_cost = test.cost.mean(axis=0)
+        self.cheap, self.dear = int(np.argmin(mean_cost)), int(np.argmax(mean_cost))
+
+    def metrics(self, routed: RoutedSweep, idx: np.ndarray, strong: int, weak: int, pgr: bool,
+                matched_cost: float | None) -> tuple[float, float | None, float, float]:
+        """(aiq, apgr, quality at matched cost, cost of the default routing) on prompts `idx`."""
+        rows = idx[None, :]
+        picked = routed.choices[:, idx]
+        costs = self.cost[rows, picked].mean(axis=1)
+        quals = self.score[rows, picked].mean(axis=1)
+        singles = self.cost[idx].mean(axis=0)
+        aiq = exact_aiq(costs, quals, float(singles[self.cheap]), float(singles[self.dear]))
+        apgr = None
+        if pgr:
+            w, s = self.score[idx, weak], self.score[idx, strong]
+            if s.mean() != w.mean():
+                fractions, curve = metrics.pgr_curve(routed.gain[idx], w, s)
+                apgr = metrics.apgr(fractions, curve)
+        default_cost = float(self.cost[idx, routed.default[idx]].mean())
+        target = default_cost if matched_cost is None else matched_cost
+        at_cost = metrics.quality_at_cost(costs, quals, target)
+        return aiq, apgr, at_cost, default_cost
+
+
+def _paired(champ: float, chall: float, draws: np.ndarray, level: float) -> Paired:
+    tail = (1.0 - level) / 2.0
+    ok = draws[np.isfinite(draws)]
+    low, high = (np.quantile(ok, [tail, 1.0 - tail]) if len(ok) else (float("nan"), float("nan")))
+    return Paired(champion=champ, challenger=chall,
+                  difference=Interval(estimate=chall - champ, low=float(low), high=float(high), level=level))
+
+
+def compare_heldout(champion: LearnedRouter, challenger: LearnedRouter, rows: Sequence[OutcomeRow], *,
+                    n_boot: int = 2000, seed: int = 0, level: float = 0.95, cost_weight: float | None = None,
+                    gate_metric: str = "aiq", alpha_family: float = 0.05, rounds: int = 6,
+                    ) -> tuple[HeldoutComparison, GateDecision]:
+    """Paired bootstrap of both routers on complete held-out rows. Raises LeakageError when a
+    held-out prompt was in either router's training data, ValueError on unusable rows."""
+    if set(champion.manifest.models) != set(challenger.manifest.models):
+        raise ValueError(f"the routers cover different models: {champion.manifest.models} vs {challenger.manifest.models}")
+    if gate_metric not in GATE_METRICS:
+        raise ValueError(f"gate metric must be one of {GATE_METRICS}, not {gate_metric!r}")
+    if not 0 < alpha_family < 1 or rounds < 1:
+        raise ValueError("alpha must lie in (0, 1) and rounds be at least 1")
+    test = build_matrix(rows, champion.manifest.models, champion.manifest.prices)
+    if len(test.prompts) < 10:
+        raise ValueError(f"need at least 10 held-out prompts, got {len(test.prompts)}")
+    if not test.complete:
+        raise ValueError("every held-out prompt needs an outcome for every model the routers cover")
+    trained = set(champion.manifest.train_prompt_sha256) | set(challenger.manifest.train_prompt_sha256)
+    leaked = sum(prompt_key(p) in trained for p in test.prompts)
+    if leaked:
+        raise LeakageError(leaked)
+    scorer = _Scorer(test)
+    two = len(test.models) == 2
+    strong, weak = scorer.dear, (1 - scorer.dear if two else -1)
+    pgr = bool(two and test.score[:, strong].mean() > test.score[:, weak].mean())
+    champ_sweep = sweep(champion, test, strong, weak, cost_weight)
+    chall_sweep = sweep(challenger, test, strong, weak, cost_weight)
+
+    def both(idx: np.ndarray) -> tuple[tuple[float, float | None, float, float], tuple[float, float | None, float, float]]:
+        c = scorer.metrics(champ_sweep, idx, strong, weak, pgr, None)
+        h = scorer.metrics(chall_sweep, idx, strong, weak, pgr, c[3])
+        return c, h
+
+    full = np.arange(len(test.prompts))
+    champ_full, chall_full = both(full)
+    diffs = []
+    for chunk in resamples(len(full), n_boot, seed, chunk_cells=len(full) * 64):
+        for idx in chunk:
+            c, h = both(idx)
+            diffs.append((h[0] - c[0], (h[1] - c[1]) if (h[1] is not None and c[1] is not None) else np.nan, h[2] - c[2]))
+    draws = np.array(diffs)
+    result = HeldoutComparison(
+        n_prompts=len(full), models=test.models, n_boot=n_boot, seed=seed,
+        aiq=_paired(champ_full[0], chall_full[0], draws[:, 0], level),
+        apgr=_paired(champ_full[1], chall_full[1], draws[:, 1], level)
+        if pgr and champ_full[1] is not None and chall_full[1] is not None else None,
+        quality_at_matched_cost=_paired(champ_full[2], chall_full[2], draws[:, 2], level),
+        matched_cost_usd=champ_full[3],
+    )
+    column = GATE_METRICS.index(gate_metric)
+    if gate_metric == "apgr" and result.apgr is None:
+        raise ValueError("APGR applies only to two models with the dearer one stronger: gate on aiq")
+    alpha = alpha_family / rounds
+    finite = draws[:, column][np.isfinite(draws[:, column])]
+    lower = float(np.quantile(finite, alpha))
+    estimate = [result.aiq, result.apgr, result.quality_at_matched_cost][column]
+    assert estimate is not None
+    passed = lower > 0
+    reason = (f"{gate_metric} improves by {estimate.difference.estimate:+.4f}; its one-sided {1 - alpha:.2%} lower "
+              f"bound {lower:+.4f} is {'above' if passed else 'not above'} zero "
+              f"(alpha {alpha_family} split over {rounds} rounds, {n_boot} paired bootstrap draws on {len(full)} prompts)")
+    gate = GateDecision(metric=gate_metric, alpha_family=alpha_family, rounds=rounds, alpha=alpha, lower_bound=lower,
+                        passed=passed, reason=reason)
+    return result, gate
+
+
+def identity(path: Path, router: LearnedRouter) -> dict[str, str]:
+    return {"path": str(path), "version": router.manifest.version}
+
+
+def compare_offpolicy(champion: LearnedRouter, challenger: LearnedRouter, log: Sequence[LoggedRequest],
+                      labels: Sequence[OutcomeRow], *, method: str = "dr", cost_weight: float | None = None,
+                      n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> OffPolicyResult:
+    """Each router's quality and cost at its served cost weight, estimated from logged traffic
+    (IPS, or DR with each router's own predictions as the reward and cost models)."""
+    if method not in ("ips", "dr"):
+        raise ValueError(f"off-policy method must be ips or dr, not {method!r}")
+    models = champion.manifest.models
+    used, traffic = logged_traffic(log, labels, models)
+    if not used:
+        raise ValueError("no logged request has a propensity, a label of its served answer and a model the routers know")
+    prompts = [r.prompt for r in used]
+    prompt_tokens = np.array([r.prompt_tokens for r in used], dtype=float)
+
+    def decide(router: LearnedRouter) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        order = [router.manifest.models.index(m) for m in models]
+        pred = router.predict(prompts)
+        quality = pred.quality[:, order]
+        cost = expected_cost(prompt_tokens, pred.completion_tokens[:, order], models, router.manifest.prices)
+        weight = router.manifest.default_cost_weight if cost_weight is None else cost_weight
+        return choose_by_utility(quality, cost, weight, router.manifest.cost_scale_usd), quality, cost
+
+    champ_pick, champ_q, champ_c = decide(champion)
+    chall_pick, chall_q, chall_c = decide(challenger)
+    dr = method == "dr"
+    return estimate_pair(champ_pick, chall_pick, traffic, quality_model=(champ_q, chall_q) if dr else None,
+                         cost_model=(champ_c, chall_c) if dr else None, level=level, n_boot=n_boot, seed=seed)
+
+
+def compare(champion_dir: Path, challenger_dir: Path, heldout: Sequence[OutcomeRow], *,
+            log: Sequence[LoggedRequest] | None = None, log_labels: Sequence[OutcomeRow] = (),
+            offpolicy_method: str = "dr", n_boot: int = 2000, seed: int = 0, cost_weight: float | None = None,
+            gate_metric: str = "aiq", alpha_family: float = 0.05, rounds: int = 6) -> CompareResult:
+    """Everything `ttc router compare` reports (and `promote` gates on)."""
+    champion = load_router(champion_dir, embedding_cache=True)
+    challenger = load_router(challenger_dir, embedding_cache=True)
+    held, gate = compare_heldout(champion, challenger, heldout, n_boot=n_boot, seed=seed, cost_weight=cost_weight,
+                                 gate_metric=gate_metric, alpha_family=alpha_family, rounds=rounds)
+    offpolicy, note = None, None
+    if log is not None:
+        try:
+            offpolicy = compare_offpolicy(champion, challenger, log, log_labels, method=offpolicy_method,
+                                          cost_weight=cost_weight, n_boot=n_boot, seed=seed)
+        except ValueError as exc:
+            note = str(exc)
+    return CompareResult(champion=identity(champion_dir, champion), challenger=identity(challenger_dir, challenger),
+                         heldout=held, gate=gate, offpolicy=offpolicy, offpolicy_note=note)
+
+
+def served_metrics(router: LearnedRouter, rows: Sequence[OutcomeRow], cost_weight: float | None = None) -> dict[str, float | None]:
+    """One router's AIQ, APGR (where defined) and default-point cost and quality on complete rows."""
+    test = build_matrix(rows, router.manifest.models, router.manifest.prices)
+    if not test.complete:
+        raise ValueError("every prompt needs an outcome for every model the router covers")
+    scorer = _Scorer(test)
+    two = len(test.models) == 2
+    strong, weak = scorer.dear, (1 - scorer.dear if two else -1)
+    pgr = bool(two and test.score[:, strong].mean() > test.score[:, weak].mean())
+    routed = sweep(router, test, strong, weak, cost_weight)
+    idx = np.arange(len(test.prompts))
+    aiq, apgr, _, cost = scorer.metrics(routed, idx, strong, weak, pgr, None)
+    quality = float(test.score[idx, routed.default].mean())
+    return {"aiq": aiq, "apgr": apgr, "default_cost_usd": cost, "default_quality": quality}

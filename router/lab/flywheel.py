@@ -1,0 +1,200 @@
+"""One flywheel round: label -> train -> compare -> promote, as `ttc router flywheel` runs it.
+
+A round labels a sample of logged requests not labelled before, holds out a share of them (by
+request) for the gate unless the config names a labelled held-out file, trains a challenger
+warm-started from the champion (the artifact the gateways watch) on the champion's rows plus
+the new ones, weighted by source, compares the two, and promotes only through the gate. The
+round's report is written beside the artifact, in `<artifact>.flywheel/`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.outcomes import OutcomeRow, read_outcomes, write_outcomes
+from router.artifact import read_manifest
+from router.lab.compare import CompareResult, compare
+from router.lab.label import DEFAULT_RUBRIC, Calibration, ChargedModels, LabelReport, label, sample_requests
+from router.lab.logdata import read_log
+from router.lab.outcomes import prompt_key
+from router.lab.promote import PromoteResult, promote
+from router.lab.sources import (
+    JudgeCalibration,
+    SourceWeights,
+    calibrated_weights,
+    keep_rows,
+    warm_start,
+    weighted_rows,
+)
+from router.lab.train import TrainConfig, train_router
+
+
+class FlywheelConfig(BaseModel):
+    """The YAML file `ttc router flywheel --config` reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gateway_config: Path  # the gateway's config: models, the labelling tenant, its ledger
+    tenant: str  # charged for counterfactual answers and judge calls
+    log: Path  # a `ttc requests export` file (JSON lines or Parquet)
+    artifact: Path  # the path the gateways watch (becomes a link to a versioned copy)
+    judge: str
+    candidates: list[str]  # the models the router chooses among (its artifact's models)
+    sample: int = Field(default=500, ge=1)
+    budget_usd: float = Field(gt=0)
+    rubric: str = DEFAULT_RUBRIC
+    max_tokens: int = Field(default=512, ge=1)
+    heldout: Path | None = None  # labelled held-out rows for the gate; else a share of each round's labels
+    holdout_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
+    feedback: Path | None = None  # JSON lines {request_id, score}
+    gold: Path | None = None  # outcome rows with trusted scores
+    source_weights: SourceWeights = SourceWeights()
+    explicit_judge_weight: bool = False  # true: keep source_weights.judge even when calibrated
+    gate_metric: Literal["aiq", "apgr", "quality_at_matched_cost"] = "aiq"
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    rounds: int = Field(default=12, ge=1)  # comparisons planned: the gate's alpha is split over them
+    n_boot: int = Field(default=2000, ge=100)
+    cv_folds: int = Field(default=3, ge=2)
+    seed: int = 0
+
+
+class FlywheelReport(BaseModel):
+    started_at: str
+    finished_at: str
+    champion_version: str
+    challenger: str | None
+    label: LabelReport
+    judge_weight: float
+    train_rows: int
+    heldout_rows: int
+    compare: CompareResult | None
+    promote: PromoteResult | None
+    note: str | None = None
+
+
+def load_config(path: Path) -> FlywheelConfig:
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    base = Path(path).parent
+    config = FlywheelConfig.model_validate(data)
+    updates = {k: (base / v if isinstance(v, Path) and not v.is_absolute() else v)
+               for k, v in config.model_dump().items() if isinstance(v, Path)}
+    return config.model_copy(update=updates)
+
+
+def read_feedback(path: Path) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for line_no, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                record = json.loads(line)
+                out[str(record["request_id"])] = float(record["score"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{line_no}: need {{request_id, score}}: {exc}") from exc
+    return out
+
+
+def split_heldout(rows: list[OutcomeRow], candidates: list[str], fraction: float, seed: int,
+                  trained: set[str] = frozenset()) -> tuple[list[OutcomeRow], list[OutcomeRow]]:
+    """(train, held-out) by request; held out are only requests judged for every candidate whose
+    prompt the champion was not trained on (prompt keys in `trained`)."""
+    by_id: dict[str, list[OutcomeRow]] = {}
+    for row in rows:
+        by_id.setdefault(row.id or row.prompt, []).append(row)
+    complete = sorted(k for k, rs in by_id.items() if {r.model for r in rs if r.source == "judge"} >= set(candidates)
+                      and prompt_key(rs[0].prompt) not in trained)
+    held = set(random.Random(seed).sample(complete, int(len(complete) * fraction)))
+    train = [r for k, rs in by_id.items() if k not in held for r in rs]
+    heldout = [r for k in sorted(held) for r in by_id[k] if r.source == "judge" and r.model in candidates]
+    return train, heldout
+
+
+StoredFeedback = Callable[[list[tuple[str, str]]], dict[str, float]]
+
+
+async def run_round(config: FlywheelConfig, models: ChargedModels, stored_feedback: StoredFeedback | None = None) -> FlywheelReport:
+    """`stored_feedback`: the request log's feedback for (tenant, request id) pairs, if the caller can read it."""
+    started = datetime.now(UTC)
+    stamp = f"{started:%Y%m%d%H%M%S}"
+    reports = config.artifact.parent / f"{config.artifact.name}.flywheel"
+    work = reports / f"round-{stamp}"
+    work.mkdir(parents=True, exist_ok=True)
+    champion = warm_start(config.artifact)
+    champion_version = read_manifest(config.artifact).version
+    # Labels outlive refused rounds: every round's training and held-out labels are kept here, so a
+    # later challenger learns from all of them and the gate's held-out set grows round by round.
+    train_pool, held_pool = reports / "train_labels.jsonl", reports / "heldout_labels.jsonl"
+    past_train = read_outcomes(train_pool) if train_pool.exists() else []
+    past_held = read_outcomes(held_pool) if held_pool.exists() else []
+    seen = {r.id for r in [*champion.rows, *past_train, *past_held] if r.id}
+    chosen = sample_requests(read_log(config.log), config.sample, config.seed + int(stamp), exclude_ids=seen)
+    feedback = stored_feedback([(r.tenant, r.request_id) for r in chosen]) if stored_feedback else {}
+    feedback |= read_feedback(config.feedback) if config.feedback else {}
+    calibration_file = reports / "calibration.json"
+    previous = Calibration.model_validate_json(calibration_file.read_text()) if calibration_file.exists() else None
+    rows, label_report = await label(
+        chosen, models, judge=config.judge, candidates=config.candidates, budget_usd=config.budget_usd,
+        feedback=feedback, gold=read_outcomes(config.gold) if config.gold else (), rubric=config.rubric,
+        max_tokens=config.max_tokens, previous=previous)
+    if label_report.calibration.n > 0 and not label_report.calibration.inherited:
+        calibration_file.write_text(label_report.calibration.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    write_outcomes(work / "labels.jsonl", rows)
+    calibration = JudgeCalibration.of_report(label_report.calibration.model_dump())
+    weights = calibrated_weights(config.source_weights, calibration, explicit_judge=config.explicit_judge_weight)
+    if config.heldout:
+        new_train, new_held = rows, []
+        heldout = read_outcomes(config.heldout)
+    else:
+        trained = {prompt_key(r.prompt) for r in [*champion.rows, *past_train]}
+        new_train, new_held = split_heldout(rows, config.candidates, config.holdout_fraction, config.seed, trained)
+        heldout = past_held + new_held
+    write_outcomes(train_pool, past_train + new_train)
+    write_outcomes(held_pool, past_held + new_held)
+
+    def finish(challenger: str | None, result: CompareResult | None, promoted: PromoteResult | None, note: str | None,
+               train_rows: int) -> FlywheelReport:
+        report = FlywheelReport(started_at=started.isoformat(), finished_at=datetime.now(UTC).isoformat(),
+                                champion_version=champion_version, challenger=challenger, label=label_report,
+                                judge_weight=weights.judge, train_rows=train_rows, heldout_rows=len(heldout),
+                                compare=result, promote=promoted, note=note)
+        (reports / f"round-{stamp}.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        return report
+
+    if not new_train:
+        return finish(None, None, None, "no new labels this round (nothing left to label, or no budget)", 0)
+    held_keys = {prompt_key(r.prompt) for r in heldout}
+    combined = [r for r in _unique([*champion.rows, *past_train, *new_train]) if prompt_key(r.prompt) not in held_keys]
+    challenger = work / "challenger"
+    train_config = TrainConfig(featurizer=champion.featurizer, cv_folds=config.cv_folds, seed=config.seed,
+                               **({"embedding_model": champion.embedding_model} if champion.embedding_model else {}))
+    manifest = read_manifest(config.artifact)
+    train_router(weighted_rows(combined, weights), challenger, manifest.prices, train_config,
+                 exclude_prompts=[r.prompt for r in heldout])
+    keep_rows(challenger, combined)
+    try:
+        result = compare(config.artifact, challenger, heldout, log=read_log(config.log), log_labels=rows,
+                         n_boot=config.n_boot, seed=config.seed, gate_metric=config.gate_metric,
+                         alpha_family=config.alpha, rounds=config.rounds)
+    except ValueError as exc:  # LeakageError is not one: a leak is a bug to surface, not a refusal
+        return finish(str(challenger), None, None, f"not compared: {exc}", len(combined))
+    promoted = promote(challenger, config.artifact, gate_passed=result.gate.passed, gate_reason=result.gate.reason)
+    return finish(str(challenger), result, promoted, None, len(combined))
+
+
+def _unique(rows: list[OutcomeRow]) -> list[OutcomeRow]:
+    """Rows once each: a promoted challenger's kept rows already hold the labels pooled before it."""
+    seen: set[tuple[str | None, str, str, str | None, float]] = set()
+    out = []
+    for row in rows:
+        key = (row.id, prompt_key(row.prompt), row.model, row.source, row.score)
+        if key not in seen:
+            seen.add(key)
+            out.append(row)
+    return out

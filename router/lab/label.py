@@ -1,0 +1,251 @@
+"""Label your own traffic: counterfactual answers, a judge's grades, and the judge's calibration.
+
+For a seeded sample of logged requests whose content was kept, every candidate model's answer
+is obtained (the served one from the log; the others by calling the model), then a judge model
+grades each answer on an absolute scale mapped to [0, 1]. The judge's cut (the raw grade from
+which an answer counts as right) is chosen where it best agrees with whatever ground truth
+exists: feedback scores of served answers (`POST /v1/feedback`) and gold outcome rows. The rows
+written carry `source` (judge, feedback, gold) and the judge's identity.
+
+Every call, candidate or judge, goes through a `ChargedModels` the caller provides: the gateway
+implements it over its upstream layer and ledger (gateway/commands/router.py), charging a
+tenant and holding each call's worst case against the run's budget before it starts, so the run
+can never spend past `--budget-usd`. A refused hold raises `BudgetExhausted`; no further call
+starts after the first one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from contracts.outcomes import OutcomeRow
+from contracts.prompts import conversation_text
+from router.lab.logdata import LoggedRequest, labelable
+
+DEFAULT_RUBRIC = (
+    "You grade an AI assistant's answer to a user's request. Judge whether the answer is correct, "
+    "complete and helpful. Reply with one integer from 1 (wrong or useless) to 10 (fully correct), "
+    "and nothing else."
+)
+JUDGE_MAX_TOKENS = 8
+DEFAULT_CUT = 0.5
+
+
+class BudgetExhausted(Exception):
+    """The ledger refused to hold the next call's worst case within the run's budget."""
+
+
+@runtime_checkable
+class ChargedModels(Protocol):
+    """Models called on a tenant's account under a run budget (the gateway implements it)."""
+
+    chat_models: tuple[str, ...]
+
+    async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionResult:
+        """One answer; raises BudgetExhausted when the budget cannot hold the call."""
+        ...
+
+    async def spent_usd(self) -> float:
+        """What the ledger charged this run so far."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class LabelBackend(Protocol):
+    """What `label` and `flywheel` need from a serving stack (the lab never imports the gateway)."""
+
+    def open_charged(self, config: Path, tenant: str, budget_usd: float) -> ChargedModels:
+        """The config's models, charged to `tenant` and capped at `budget_usd` by its ledger.
+        Raise ValueError, with a message for the user, for a config or tenant it cannot use."""
+        ...
+
+    def stored_feedback(self, config: Path, requests: Sequence[tuple[str, str]]) -> dict[str, float]:
+        """Feedback scores (`POST /v1/feedback`) kept in the config's request log for these
+        (tenant, request id) pairs, by request id; requests without feedback are left out."""
+        ...
+
+
+class CompletionResult(BaseModel):
+    text: str
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    cost_usd: float = Field(ge=0.0)
+
+
+class Calibration(BaseModel):
+    """The judge against ground truth. `cut` maps raw grades to 0/1, chosen to maximize balanced
+    accuracy (the mean of the right- and wrong-answer hit rates) where ground truth has both kinds,
+    else plain agreement: with most answers right, "everything is right" agrees often and tells a
+    router nothing. `agreement` and `balanced_accuracy` are measured with that cut, the `default_`
+    ones with the default cut, so the report says what calibrating changed."""
+
+    n: int
+    cut: float
+    agreement: float | None
+    balanced_accuracy: float | None = None
+    default_cut: float = DEFAULT_CUT
+    default_agreement: float | None
+    default_balanced_accuracy: float | None = None
+    inherited: bool = False  # no ground truth this time: the cut of an earlier calibration
+
+
+class LabelReport(BaseModel):
+    judge: str
+    rubric: str
+    sampled: int
+    labelled_requests: int
+    rows: int
+    calls: int
+    failed_calls: int
+    stopped_for_budget: bool
+    budget_usd: float
+    spent_usd: float
+    calibration: Calibration
+
+
+def parse_grade(text: str) -> float | None:
+    """The first integer 1-10 in the judge's reply, mapped to [0, 1]; None if there is none."""
+    match = re.search(r"\b(10|[1-9])\b", text)
+    return None if match is None else (int(match.group(1)) - 1) / 9.0
+
+
+def judge_messages(request: LoggedRequest, answer: str, rubric: str) -> list[dict[str, str]]:
+    conversation = conversation_text(request.messages or [])
+    return [{"role": "system", "content": rubric},
+            {"role": "user", "content": f"Request:\n{conversation}\n\nAnswer:\n{answer}\n\nGrade (1-10):"}]
+
+
+def _scores(raw: np.ndarray, truth: np.ndarray, cut: float) -> tuple[float, float | None]:
+    said = raw >= cut
+    agreement = float((said == truth).mean())
+    if truth.all() or not truth.any():
+        return agreement, None
+    return agreement, float((said[truth].mean() + (~said[~truth]).mean()) / 2.0)
+
+
+def calibrate(raw: Sequence[float], truth: Sequence[float]) -> Calibration:
+    """The cut on raw grades that best matches binary ground truth (truth >= 0.5 counts as right)."""
+    r, t = np.asarray(raw, float), np.asarray(truth, float) >= 0.5
+    if len(r) == 0:
+        return Calibration(n=0, cut=DEFAULT_CUT, agreement=None, default_agreement=None)
+    candidates = np.unique(np.concatenate([r, [DEFAULT_CUT, 1.01]]))
+    scored = [_scores(r, t, float(c)) for c in candidates]
+    key = [b if b is not None else a for a, b in scored]
+    best = int(np.argmax(key))
+    default = _scores(r, t, DEFAULT_CUT)
+    return Calibration(n=len(r), cut=float(candidates[best]), agreement=scored[best][0],
+                       balanced_accuracy=scored[best][1], default_agreement=default[0],
+                       default_balanced_accuracy=default[1])
+
+
+class _Run:
+    """Calls under one budget: the first refusal stops every later call from starting."""
+
+    def __init__(self, models: ChargedModels, concurrency: int) -> None:
+        self.models = models
+        self.sem = asyncio.Semaphore(max(1, concurrency))
+        self.exhausted = False
+        self.calls = 0
+        self.failed = 0
+
+    async def call(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionResult | None:
+        async with self.sem:
+            if self.exhausted:
+                return None
+            try:
+                result = await self.models.complete(model, messages, max_tokens)
+            except BudgetExhausted:
+                self.exhausted = True
+                return None
+            except Exception:  # noqa: BLE001 - one failed upstream call loses one answer, not the run
+                self.calls += 1
+                self.failed += 1
+                return None
+            self.calls += 1
+            return result
+
+
+def sample_requests(log: Sequence[LoggedRequest], sample: int, seed: int = 0,
+                    exclude_ids: set[str] | None = None) -> list[LoggedRequest]:
+    """A seeded sample of the labelable requests (content kept, answered), minus `exclude_ids`."""
+    pool = [r for r in labelable(log) if r.request_id not in (exclude_ids or set())]
+    return random.Random(seed).sample(pool, min(sample, len(pool)))
+
+
+async def label(
+    chosen: Sequence[LoggedRequest],
+    models: ChargedModels,
+    *,
+    judge: str,
+    candidates: Sequence[str],
+    budget_usd: float,
+    feedback: dict[str, float] | None = None,
+    gold: Sequence[OutcomeRow] = (),
+    rubric: str = DEFAULT_RUBRIC,
+    max_tokens: int = 512,
+    concurrency: int = 4,
+    previous: Calibration | None = None,
+) -> tuple[list[OutcomeRow], LabelReport]:
+    """Label the requests `chosen` (see `sample_requests`); returns the outcome rows and the report.
+    Without ground truth among them, `previous` (an earlier run's calibration) supplies the cut."""
+    run = _Run(models, concurrency)
+    feedback = feedback or {}
+
+    async def one(request: LoggedRequest) -> list[tuple[str, CompletionResult, float]]:
+        answers: dict[str, CompletionResult] = {
+            request.served_model: CompletionResult(text=request.response_text or "", prompt_tokens=request.prompt_tokens,
+                                                   completion_tokens=request.completion_tokens, cost_usd=request.cost_usd)}
+        messages = [{"role": str(m.get("role", "user")), "content": str(m.get("content", ""))} for m in request.messages or []]
+        others = [m for m in candidates if m != request.served_model]
+        results = await asyncio.gather(*(run.call(m, messages, max_tokens) for m in others))
+        answers.update({m: r for m, r in zip(others, results, strict=True) if r is not None})
+        graded = []
+        names = list(answers)
+        verdicts = await asyncio.gather(*(run.call(judge, judge_messages(request, answers[m].text, rubric), JUDGE_MAX_TOKENS)
+                                          for m in names))
+        for name, verdict in zip(names, verdicts, strict=True):
+            grade = parse_grade(verdict.text) if verdict is not None else None
+            if grade is not None:
+                graded.append((name, answers[name], grade))
+        return graded
+
+    per_request = await asyncio.gather(*(one(r) for r in chosen))
+    raw_pairs: list[tuple[float, float]] = []
+    gold_by_key = {(g.prompt, g.model): g.score for g in gold}
+    for request, graded in zip(chosen, per_request, strict=True):
+        for name, _, grade in graded:
+            if name == request.served_model and request.request_id in feedback:
+                raw_pairs.append((grade, feedback[request.request_id]))
+            elif (request.prompt, name) in gold_by_key:
+                raw_pairs.append((grade, gold_by_key[(request.prompt, name)]))
+    calibration = calibrate([p[0] for p in raw_pairs], [p[1] for p in raw_pairs])
+    if not raw_pairs and previous is not None and previous.n > 0:
+        calibration = previous.model_copy(update={"inherited": True})
+    rows: list[OutcomeRow] = []
+    for request, graded in zip(chosen, per_request, strict=True):
+        for name, answer, grade in graded:
+            rows.append(OutcomeRow(prompt=request.prompt, model=name, score=float(grade >= calibration.cut),
+                                   prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+                                   cost_usd=answer.cost_usd, id=request.request_id, response=answer.text,
+                                   source="judge", judge=judge))
+        if request.request_id in feedback:
+            rows.append(OutcomeRow(prompt=request.prompt, model=request.served_model,
+                                   score=min(1.0, max(0.0, feedback[request.request_id])),
+                                   prompt_tokens=request.prompt_tokens, completion_tokens=request.completion_tokens,
+                                   cost_usd=request.cost_usd, id=request.request_id, source="feedback"))
+    rows += [g.model_copy(update={"source": "gold"}) for g in gold]
+    report = LabelReport(judge=judge, rubric=rubric, sampled=len(chosen),
+                         labelled_requests=sum(1 for g in per_request if g), rows=len(rows), calls=run.calls,
+                         failed_calls=run.failed, stopped_for_budget=run.exhausted, budget_usd=budget_usd,
+                         spent_usd=await models.spent_usd(), calibration=calibration)
+    return rows, report

@@ -1,0 +1,88 @@
+"""`label` over a scripted judge: counterfactual answers, graded rows with source and judge, and
+a calibration that picks the judge's cut from feedback and reports its agreement."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from router.lab.label import BudgetExhausted, CompletionResult, calibrate, label, parse_grade, sample_requests
+from router.lab.logdata import LoggedRequest
+
+
+class ScriptedModels:
+    """Candidates answer "A:<model>"; the judge grades `strong` answers 7/10 and others 4/10 (a
+    judge whose default cut of 0.5 is wrong: 4/10 maps to 0.33, 7/10 to 0.67, both readable)."""
+
+    chat_models = ("weak", "strong", "judge")
+
+    def __init__(self, calls_allowed: int = 10_000) -> None:
+        self.left = calls_allowed
+        self.spent = 0.0
+
+    async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionResult:
+        if self.left <= 0:
+            raise BudgetExhausted("no budget")
+        self.left -= 1
+        self.spent += 0.001
+        if model == "judge":
+            text = "7" if "A:strong" in messages[-1]["content"] else "4"
+        else:
+            text = f"A:{model}"
+        return CompletionResult(text=text, prompt_tokens=5, completion_tokens=3, cost_usd=0.001)
+
+    async def spent_usd(self) -> float:
+        return self.spent
+
+    async def aclose(self) -> None:
+        return None
+
+
+def logged(i: int) -> LoggedRequest:
+    return LoggedRequest(request_id=f"r{i}", tenant="t", served_model="weak", status="ok", propensity=0.9,
+                         messages=[{"role": "user", "content": f"question {i}"}], response_text="A:weak",
+                         prompt_tokens=5, completion_tokens=3, cost_usd=0.0001)
+
+
+def test_rows_carry_source_and_judge_and_the_cut_follows_feedback() -> None:
+    log = [logged(i) for i in range(30)]
+    # Users say the weak answers were right half the time, in line with the judge reading 4/10 as "right" for 15.
+    feedback = {f"r{i}": 1.0 for i in range(30)}
+    rows, report = asyncio.run(label(sample_requests(log, 30), ScriptedModels(), judge="judge",
+                                     candidates=["weak", "strong"], budget_usd=1.0, feedback=feedback))
+    judged = [r for r in rows if r.source == "judge"]
+    assert len(judged) == 60 and {r.judge for r in judged} == {"judge"}
+    assert {r.model for r in judged} == {"weak", "strong"}
+    assert all(r.id and r.id.startswith("r") for r in judged)
+    assert [r for r in rows if r.source == "feedback"] and all(r.model == "weak" for r in rows if r.source == "feedback")
+    # Feedback says weak answers are right: the cut must move below 4/10 so that they count, agreeing fully.
+    assert report.calibration.n == 30
+    assert report.calibration.default_agreement == 0.0 and report.calibration.agreement == 1.0
+    assert report.calibration.cut <= parse_grade("4")
+    assert all(r.score == 1.0 for r in judged if r.model == "weak")
+    assert report.spent_usd == pytest.approx(0.001 * (30 + 60))  # one counterfactual answer and two grades per request
+
+
+def test_the_first_refused_hold_stops_labelling() -> None:
+    models = ScriptedModels(calls_allowed=7)
+    rows, report = asyncio.run(label([logged(i) for i in range(30)], models, judge="judge", candidates=["weak", "strong"],
+                                     budget_usd=1.0, concurrency=1))
+    assert report.stopped_for_budget and report.calls == 7
+    assert len([r for r in rows if r.source == "judge"]) < 60
+
+
+def test_calibrate_without_ground_truth_keeps_the_default_cut() -> None:
+    result = calibrate([], [])
+    assert result.cut == 0.5 and result.agreement is None
+    assert parse_grade("Grade: 10/10") == 1.0 and parse_grade("no idea") is None
+
+
+def test_a_lenient_judge_gets_the_cut_that_separates_right_from_wrong() -> None:
+    """Mostly right answers: "everything is right" (the default cut here) agrees 90% of the time and
+    carries no information; the calibrated cut separates both kinds."""
+    truth = [1.0] * 90 + [0.0] * 10
+    raw = [parse_grade("9") or 0.0] * 90 + [parse_grade("6") or 0.0] * 10
+    result = calibrate(raw, truth)
+    assert result.default_agreement == 0.9 and result.default_balanced_accuracy == 0.5
+    assert result.cut == parse_grade("9") and result.balanced_accuracy == 1.0 and result.agreement == 1.0
