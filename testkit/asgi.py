@@ -1,9 +1,11 @@
-"""The ASGI plumbing the test servers share: the lifespan handshake and reading a whole request body."""
+"""The ASGI plumbing the test servers share: the lifespan handshake, reading a whole request body, a JSON answer."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+import orjson
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -31,3 +33,10 @@ async def read_body(receive: Receive) -> bytes:
         raw += message.get("body", b"")
         if not message.get("more_body"):
             return raw
+
+
+async def send_json(send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    data = orjson.dumps(payload)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())] + (headers or [])})
+    await send({"type": "http.response.body", "body": data})

@@ -13,6 +13,7 @@ Behaviour is chosen by the requested model name, which keeps it stateless to dri
 - ``garbled``: answers 200 with a JSON list instead of a completion; streamed, sends a chunk that is a bare number
 - ``bad-usage``: reports negative completion tokens
 - ``tool``: answers with a tool call when tools are sent
+- ``filtered``: answers, ending with finish_reason ``content_filter``
 - ``POST /v1/messages``: Anthropic's Messages API (testkit/fake_anthropic.py), for the native path
 
 Prompt tokens are the number of whitespace-separated words in all messages, plus 3 per message.
@@ -32,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from testkit.asgi import read_body, run_lifespan
+from testkit.asgi import read_body, run_lifespan, send_json
 from testkit.fake_anthropic import answer_messages
 
 Scope = dict[str, Any]
@@ -81,10 +82,7 @@ class FakeUpstream:
             await self._json(send, 404, {"error": {"message": "not found", "type": "invalid_request_error"}})
 
     async def _json(self, send: Any, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        data = orjson.dumps(payload)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())] + (headers or [])})
-        await send({"type": "http.response.body", "body": data})
+        await send_json(send, status, payload, headers)
 
     async def _fault(self, send: Any, model: str) -> bool:
         self.calls[model] += 1
@@ -118,6 +116,7 @@ class FakeUpstream:
             name = body["tools"][0]["function"]["name"]
             tool_call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": "{\"x\": 1}"}}
         content = " ".join(["tok"] * max_tokens)
+        stop = "content_filter" if model == "filtered" else "length"
         if (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
             content = orjson.dumps({"answer": "tok"}).decode()
         if model == "garbled" and not body.get("stream"):
@@ -127,7 +126,7 @@ class FakeUpstream:
             message: dict[str, Any] = {"role": "assistant", "content": None if tool_call else content}
             if tool_call:
                 message["tool_calls"] = [tool_call]
-            choices = [{"index": i, "message": message, "finish_reason": "tool_calls" if tool_call else "length"} for i in range(n)]
+            choices = [{"index": i, "message": message, "finish_reason": "tool_calls" if tool_call else stop} for i in range(n)]
             await self._json(send, 200, {
                 "id": ident, "object": "chat.completion", "created": created, "model": model, "choices": choices,
                 "usage": ({"prompt_tokens": prompt, "completion_tokens": -10**7} if model == "bad-usage" else
@@ -160,7 +159,7 @@ class FakeUpstream:
             await send(event({"choices": [{"index": i, "delta": {"content": piece}, "finish_reason": None} for i in range(n)]}))
         if model == "garbled":  # a chunk that is no chunk, mid-stream
             await send({"type": "http.response.body", "body": b"data: 5\n\n", "more_body": True})
-        await send(event({"choices": [{"index": i, "delta": {}, "finish_reason": "length"} for i in range(n)]}))
+        await send(event({"choices": [{"index": i, "delta": {}, "finish_reason": stop} for i in range(n)]}))
         if model != "no-usage" and (body.get("stream_options") or {}).get("include_usage"):
             await send(event({"choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": n * max_tokens, "total_tokens": prompt + n * max_tokens}}))
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})

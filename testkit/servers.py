@@ -39,6 +39,11 @@ def wait_http(url: str, timeout_s: float = 60.0, process: subprocess.Popen[bytes
     raise TimeoutError(f"{url} did not answer within {timeout_s}s")
 
 
+def process_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a `ttc` subprocess: offline (no LiteLLM price-map fetch, no model hub)."""
+    return {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1", **(extra or {})}
+
+
 class ThreadedServer:
     """uvicorn serving `app` in a background thread with its own event loop."""
 
@@ -78,7 +83,7 @@ class ProcessServer:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.health_path = health_path
-        self.env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1", **(env or {})}
+        self.env = process_env(env)
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 

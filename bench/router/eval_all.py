@@ -25,6 +25,7 @@ from router.artifact import read_manifest
 from router.features import ONNX_DEFAULT_MAX_TOKENS, ONNX_FEATURIZERS, TOKEN_ID_FEATURIZERS
 from router.features.cache import default_cache_dir
 from router.lab.evaluate import EvalResult, evaluate
+from router.lab.metrics import quality_at_cost
 from router.lab.importers import read_prices
 from router.lab.outcomes import read_outcomes
 from router.lab.report import write_report
@@ -34,6 +35,9 @@ from router.lab.train import TrainConfig, train_router
 AUX_FOR = {"gsm8k-steps": ("routellm-gsm8k",), "gsm8k-train": ("routellm-gsm8k",)}
 METHODS = ("router", "knn", "logistic", "mlp", "random", "oracle")
 KEYS = ("aiq", "apgr", "cpt50", "cpt80", "match_best_cost_fraction", "quality_at_cheapest")
+# Issue 22's mixing-line target: router AIQ >= random mixing - this, and the router's curve at the
+# best single model's cost >= its quality - this.
+MIXING_TOLERANCE = 0.002
 RESULTS = ALL_RESULTS / "router"
 
 
@@ -94,7 +98,12 @@ def run_one(source: str, seed: int, featurizer: str, work: Path, folds: int,
     out = {"router": result.router.model_dump(), **{k: v.model_dump() for k, v in result.baselines.items()}}
     out["_best_single"] = result.best_single.model_dump()  # type: ignore[assignment]
     out["_selected"] = selected  # type: ignore[assignment]
+    out["_seed"] = seed  # type: ignore[assignment]
+    # R(c) of the router's hull at the best single model's cost: >= its quality means the curve reaches its point.
+    curve = result.curves["router"]
+    out["_router_at_best_single"] = quality_at_cost(curve.cost, curve.quality, result.best_single.cost)  # type: ignore[assignment]
     cv = read_manifest(art).cv
+    out["_shrinkage"] = cv.get("shrinkage", {})  # type: ignore[assignment]
     out["_task_prior"] = cv.get("task_prior", {})  # type: ignore[assignment]
     out["_knn_stack"] = {k: v for k, v in cv.get("knn_stack", {}).items() if k != "tried"}  # type: ignore[assignment]
     out["_token_bag"] = cv.get("token_bag", {})  # type: ignore[assignment]
@@ -137,6 +146,33 @@ def summarize(all_runs: dict[str, dict[str, list[dict]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def mixing_line(all_runs: dict[str, dict[str, list]], tolerance: float = MIXING_TOLERANCE) -> str:
+    """Per dataset and seed: router AIQ against random mixing, and the router's curve at the best single model's point.
+
+    `AIQ ok`: router AIQ >= random AIQ - `tolerance`. `reaches best`: R(c_best) >= q_best - `tolerance`, where R is
+    the router's non-decreasing hull (the curve AIQ integrates) and (c_best, q_best) the best single model's
+    held-out cost and quality. `shrink` is the prior shrinkage chosen by CV on the training split.
+    """
+    lines = ["| dataset | seed | router AIQ | random AIQ | margin | AIQ ok | best single | best cost $ | best quality "
+             "| router at best cost | gap | reaches best | shrink |", "|" + "---|" * 13]
+    for key, runs in all_runs.items():
+        source, label = key.split("|")
+        for i, (router, random, best) in enumerate(zip(runs["router"], runs["random"], runs["_best_single"], strict=True)):
+            seed = runs["_seed"][i] if len(runs.get("_seed", [])) > i else "?"
+            at_best = runs["_router_at_best_single"][i] if len(runs.get("_router_at_best_single", [])) > i else None
+            shrink = (runs["_shrinkage"][i] if len(runs.get("_shrinkage", [])) > i else {}).get("chosen")
+            margin = router["aiq"] - random["aiq"]
+            gap = None if at_best is None else at_best - best["quality"]
+            lines.append(
+                f"| {source} `{label}` | {seed} | {router['aiq']:.4f} | {random['aiq']:.4f} | {margin:+.4f} "
+                f"| {'yes' if margin >= -tolerance else '**no**'} | `{best['model']}` | {best['cost']:.3g} "
+                f"| {best['quality']:.4f} | {'n/a' if at_best is None else f'{at_best:.4f}'} "
+                f"| {'n/a' if gap is None else f'{gap:+.4f}'} "
+                f"| {'n/a' if gap is None else 'yes' if gap >= -tolerance else '**no**'} "
+                f"| {'n/a' if shrink is None else f'{shrink:g}'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
@@ -160,6 +196,9 @@ def main() -> None:
                         help="embedding for the kNN/logistic/MLP baselines (router = the router's own embedder)")
     parser.add_argument("--reuse-artifacts", action="store_true", help="evaluate existing artifacts instead of retraining")
     parser.add_argument("--summary-only", action="store_true", help="rebuild the summary from saved results")
+    parser.add_argument("--mixing-line", action="store_true",
+                        help="also print, per dataset and seed, router AIQ vs random mixing and the router's curve "
+                             "at the best single model's point (issue 22's target)")
     parser.add_argument("--raw", default="raw.json", help="raw results file under the bench cache (one per concurrent run)")
     parser.add_argument("--held-out", type=float, default=None,
                         help="held-out fraction for every selected dataset instead of its default (a sensitivity check); "
@@ -204,6 +243,8 @@ def main() -> None:
             (RESULTS / args.summary).write_text(summarize(_merged(work)), encoding="utf-8")
     (RESULTS / args.summary).write_text(summarize(_merged(work)), encoding="utf-8")
     print((RESULTS / args.summary).read_text())
+    if args.mixing_line:
+        print(mixing_line(_merged(work)))
 
 
 def _merged(work: Path) -> dict[str, dict[str, list]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
@@ -24,11 +24,21 @@ class ToolUseBlock(BaseModel):
     input: dict[str, Any]
 
 
+OpaqueType = Literal[
+    "thinking", "redacted_thinking", "image", "document", "search_result",
+    # Anthropic's server tools, which Anthropic runs itself: a translated upstream was never offered
+    # them, so what they did in earlier turns stays in the answers the model gave after them.
+    "server_tool_use", "web_search_tool_result", "web_fetch_tool_result", "code_execution_tool_result",
+    "bash_code_execution_tool_result", "text_editor_code_execution_tool_result", "mcp_tool_use", "mcp_tool_result",
+    "container_upload",
+]
+
+
 class OpaqueBlock(BaseModel):
-    """Blocks the upstream chat API has no place for (thinking, images, documents): dropped."""
+    """Blocks the upstream chat API has no place for (thinking, images, documents, server tools): dropped."""
 
     model_config = ConfigDict(extra="allow")
-    type: Literal["thinking", "redacted_thinking", "image", "document", "search_result"]
+    type: OpaqueType
 
 
 class ResultPart(BaseModel):
@@ -56,7 +66,7 @@ class ToolResultBlock(BaseModel):
 
 
 Block = TextBlock | ToolUseBlock | ToolResultBlock | OpaqueBlock
-BLOCK_TYPES = ("text", "tool_use", "tool_result", "thinking", "redacted_thinking", "image", "document", "search_result")
+BLOCK_TYPES = ("text", "tool_use", "tool_result", *get_args(OpaqueType))
 
 
 class Message(BaseModel):

@@ -32,6 +32,16 @@ def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: st
     return {"type": "function_call", "id": item_id, "call_id": call_id, "name": name, "arguments": arguments, "status": status}
 
 
+INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def _mark_incomplete(body: Json, finish_reason: str | None) -> None:
+    """A cut-off or filtered answer is `incomplete`, saying why, as OpenAI's own Responses are."""
+    reason = INCOMPLETE_REASONS.get(finish_reason or "")
+    if reason is not None:
+        body["status"], body["incomplete_details"] = "incomplete", {"reason": reason}
+
+
 class ResponsesDialect:
     """One per request: the Response object echoes the request's settings."""
 
@@ -57,8 +67,7 @@ class ResponsesDialect:
         output = [_message_item(f"msg_{ctx.request_id}", parts.text)] if parts.text else []
         output += [_call_item(f"fc_{ctx.request_id}_{call.index}", call.id, call.name, call.arguments) for call in parts.tool_calls]
         body = self.envelope(ctx, answer.served_model, "completed", output)
-        if parts.finish_reason == "length":
-            body["status"], body["incomplete_details"] = "incomplete", {"reason": "max_output_tokens"}
+        _mark_incomplete(body, parts.finish_reason)
         body["ttc"] = ttc_object(ctx, answer.strategy, answer.report)
         return body
 
@@ -156,8 +165,7 @@ class ResponsesStream:
         frames = [self.chunk(final)] if final else []
         frames += self._start() + self._close_open()
         body = self.dialect.envelope(self.ctx, self.stream.served_model, "completed", self.items)
-        if self.finish_reason == "length":
-            body["status"], body["incomplete_details"] = "incomplete", {"reason": "max_output_tokens"}
+        _mark_incomplete(body, self.finish_reason)
         body["ttc"] = ttc_object(self.ctx, self.stream.strategy, self.stream.report)
         # Always `response.completed`, with the status inside saying "incomplete" for a cut-off answer:
         # the SDKs' stream helpers wait for this one event and fail on any other ending.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.errors import invalid_request
@@ -40,6 +41,24 @@ class FunctionCallOutputItem(BaseModel):
     output: str | list[ContentPart]
 
 
+class CustomToolCallItem(BaseModel):
+    """A call of a freeform tool (Codex's apply_patch, on models that take it so): replayed to a chat
+    upstream as a function call whose one argument, `input`, is the text the model wrote."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["custom_tool_call"]
+    call_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    input: str
+
+
+class CustomToolCallOutputItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["custom_tool_call_output"]
+    call_id: str = Field(min_length=1)
+    output: str | list[ContentPart]
+
+
 class ReasoningItem(BaseModel):
     """Reasoning a previous turn carried: the chat API upstream has no place for it, so it is dropped."""
 
@@ -47,8 +66,8 @@ class ReasoningItem(BaseModel):
     type: Literal["reasoning"]
 
 
-InputItem = FunctionCallItem | FunctionCallOutputItem | ReasoningItem | MessageItem
-INPUT_ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning")
+InputItem = FunctionCallItem | FunctionCallOutputItem | CustomToolCallItem | CustomToolCallOutputItem | ReasoningItem | MessageItem
+INPUT_ITEM_TYPES = ("message", "function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output", "reasoning")
 
 
 class FunctionTool(BaseModel):
@@ -125,15 +144,16 @@ def _chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
     for item in request.input:
         if isinstance(item, MessageItem):
             out.append({"role": item.role, "content": _part_text(item.content)})
-        elif isinstance(item, FunctionCallItem):
-            call = {"id": item.call_id, "type": "function", "function": {"name": item.name, "arguments": item.arguments}}
+        elif isinstance(item, FunctionCallItem | CustomToolCallItem):
+            arguments = item.arguments if isinstance(item, FunctionCallItem) else orjson.dumps({"input": item.input}).decode()
+            call = {"id": item.call_id, "type": "function", "function": {"name": item.name, "arguments": arguments}}
             # Calls made in one turn go on one assistant message, with any text said before them in
             # that turn (Codex replays such a turn as a message item, then its function_call items).
             if out and out[-1]["role"] == "assistant":
                 out[-1].setdefault("tool_calls", []).append(call)
             else:
                 out.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif isinstance(item, FunctionCallOutputItem):
+        elif isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem):
             out.append({"role": "tool", "tool_call_id": item.call_id, "content": _part_text(item.output)})
     return out
 

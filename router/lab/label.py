@@ -119,10 +119,21 @@ def parse_grade(text: str) -> float | None:
     return None if match is None else (int(match.group(1)) - 1) / 9.0
 
 
+_REQUEST, _ANSWER, _GRADE = "Request:\n", "\n\nAnswer:\n", "\n\nGrade (1-10):"
+
+
 def judge_messages(request: LoggedRequest, answer: str, rubric: str) -> list[dict[str, str]]:
     conversation = conversation_text(request.messages or [])
     return [{"role": "system", "content": rubric},
-            {"role": "user", "content": f"Request:\n{conversation}\n\nAnswer:\n{answer}\n\nGrade (1-10):"}]
+            {"role": "user", "content": f"{_REQUEST}{conversation}{_ANSWER}{answer}{_GRADE}"}]
+
+
+def parse_judge_message(content: str) -> tuple[str, str]:
+    """(conversation, answer) from the user turn `judge_messages` writes: its inverse, kept beside
+    it so that scripted judges (the flywheel simulation's) follow any change to the format. Exact
+    unless the conversation itself holds the answer marker (the answer may hold anything)."""
+    request, _, rest = content.partition(_ANSWER)
+    return request.removeprefix(_REQUEST), rest.rsplit(_GRADE, 1)[0]
 
 
 def _scores(raw: np.ndarray, truth: np.ndarray, cut: float) -> tuple[float, float | None]:

@@ -80,9 +80,14 @@ def _validate(record: object, where: str) -> LoggedRequest:
         raise LogFileError(f"{where}: not a request log row: {exc}") from exc
 
 
+# The gateway logs the HTTP status it answered with ("200"); "ok" is what hand-written logs
+# (older fixtures) say for the same thing.
+ANSWERED = frozenset({"200", "ok"})
+
+
 def labelable(rows: Sequence[LoggedRequest]) -> list[LoggedRequest]:
     """Answered requests whose content was kept (the tenant opted in to `log_content`)."""
-    return [r for r in rows if r.status == "ok" and r.messages and r.response_text is not None and r.prompt]
+    return [r for r in rows if r.status in ANSWERED and r.messages and r.response_text is not None and r.prompt]
 
 
 def served_rewards(labels: Sequence[OutcomeRow]) -> dict[tuple[str, str], OutcomeRow]:

@@ -69,10 +69,6 @@ def test_claude_code_request_shapes(fake_upstream: ThreadedServer, start_gateway
                    "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}} for i in range(4)]
     bare = client.messages.count_tokens(model="m", messages=messages).input_tokens
     assert client.messages.count_tokens(model="m", messages=messages, tools=tools).input_tokens > bare + 4 * 100
-    # a block type it does not take is named in the error, not reported as "content is no string"
-    with pytest.raises(anthropic.BadRequestError, match="'server_tool_use' block"):
-        client.messages.create(model="m", max_tokens=4, messages=[
-            {"role": "user", "content": [{"type": "server_tool_use", "id": "s1", "name": "web_search", "input": {}}]}])  # type: ignore[list-item]
     # a wrong key is final: Claude Code honours x-should-retry and otherwise resends its request ten times
     refused = httpx.post(f"{gw.url}/v1/messages?beta=true", json={"model": "m", "max_tokens": 4, "messages": messages},
                          headers={"x-api-key": "sk-wrong", "anthropic-beta": BETAS})
@@ -110,5 +106,49 @@ def test_codex_turn_replayed_with_text_calls_and_an_image_output(fake_upstream: 
         {"id": "c1", "type": "function", "function": {"name": "view_image", "arguments": '{"path":"pic.png"}'}},
         {"id": "c2", "type": "function", "function": {"name": "exec_command", "arguments": '{"cmd":"pwd"}'}}]}
     assert sent[2:] == [{"role": "tool", "tool_call_id": "c1", "content": "pic.png:"}, {"role": "tool", "tool_call_id": "c2", "content": "/work"}]
-    with pytest.raises(openai.BadRequestError, match="'custom_tool_call' item"):
-        client.responses.create(model="m", input=[*history[:2], {"type": "custom_tool_call", "call_id": "c3", "name": "apply_patch", "input": "*"}])
+    # a freeform tool's call (Codex's apply_patch) goes back to a chat upstream as a function call
+    client.responses.create(model="m", input=[*history[:2], {"type": "custom_tool_call", "call_id": "c3", "name": "apply_patch", "input": "*** Begin Patch"},
+                                              {"type": "custom_tool_call_output", "call_id": "c3", "output": "Done"}])
+    assert last_sent(fake_upstream)["messages"][1:] == [
+        {"role": "assistant", "content": "Looking.", "tool_calls": [
+            {"id": "c3", "type": "function", "function": {"name": "apply_patch", "arguments": '{"input":"*** Begin Patch"}'}}]},
+        {"role": "tool", "tool_call_id": "c3", "content": "Done"}]
+    with pytest.raises(openai.BadRequestError, match="'computer_call' item"):
+        client.responses.create(model="m", input=[*history[:2], {"type": "computer_call", "call_id": "c4", "action": {}}])
+
+
+def test_claude_code_history_with_server_tool_blocks(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway],
+                                                    tmp_path: Path) -> None:
+    """A conversation that used Anthropic's web search on an earlier turn, continued on a chat upstream:
+    the server tool's blocks have no place there and are left out; what the model said stays."""
+    gw = start_gateway(agents_config(fake_upstream.url, tmp_path))
+    client = anthropic.Anthropic(base_url=gw.url, api_key=TENANT_KEY, max_retries=0)
+    messages: Any = [
+        {"role": "user", "content": "What is new in Python?"},
+        {"role": "assistant", "content": [
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "python release"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1",
+             "content": [{"type": "web_search_result", "url": "https://python.org", "title": "Python", "encrypted_content": "x"}]},
+            {"type": "text", "text": "Python 3.15 is out."}]},
+        {"role": "user", "content": "Thanks."},
+    ]
+    client.messages.create(model="m", max_tokens=2, messages=messages)
+    assert last_sent(fake_upstream)["messages"] == [
+        {"role": "user", "content": "What is new in Python?"}, {"role": "assistant", "content": "Python 3.15 is out."},
+        {"role": "user", "content": "Thanks."}]
+    # a block type it does not take is named in the error, not reported as "content is no string"
+    with pytest.raises(anthropic.BadRequestError, match="'made_up' block"):
+        client.messages.create(model="m", max_tokens=2, messages=[{"role": "user", "content": [{"type": "made_up"}]}])  # type: ignore[list-item,typeddict-item]
+
+
+def test_a_filtered_answer_is_an_incomplete_response(fake_upstream: ThreadedServer, start_gateway: Callable[..., RunningGateway],
+                                                    tmp_path: Path) -> None:
+    config = agents_config(fake_upstream.url, tmp_path)
+    config["models"].append(fake_model("filtered", fake_upstream.url, "filtered"))
+    client = start_gateway(config).client()
+    plain = client.responses.create(model="filtered", input="x", max_output_tokens=2)
+    assert plain.status == "incomplete" and plain.incomplete_details is not None and plain.incomplete_details.reason == "content_filter"
+    events = list(client.responses.create(model="filtered", input="x", max_output_tokens=2, stream=True))
+    completed = events[-1]
+    assert completed.type == "response.completed" and completed.response.status == "incomplete"
+    assert completed.response.incomplete_details is not None and completed.response.incomplete_details.reason == "content_filter"

@@ -86,3 +86,20 @@ def test_a_lenient_judge_gets_the_cut_that_separates_right_from_wrong() -> None:
     result = calibrate(raw, truth)
     assert result.default_agreement == 0.9 and result.default_balanced_accuracy == 0.5
     assert result.cut == parse_grade("9") and result.balanced_accuracy == 1.0 and result.agreement == 1.0
+
+
+def test_the_gateways_logged_http_status_counts_as_answered() -> None:
+    # The gateway logs the status it answered with ("200"), not "ok": such rows must be labelled,
+    # refused or failed ones never.
+    rows = [logged(0).model_copy(update={"status": status}) for status in ("200", "429", "502")]
+    assert [r.status for r in sample_requests(rows, 10)] == ["200"]
+
+
+def test_parse_judge_message_inverts_judge_messages() -> None:
+    from router.lab.label import judge_messages, parse_judge_message
+
+    # An answer may quote the format's own markers; the request is read up to the first answer marker.
+    request = logged(3).model_copy(update={"messages": [{"role": "user", "content": "What is 2+2?\nAnswer: briefly"}]})
+    answer = "It is 4.\n\nAnswer:\n4\n\nGrade (1-10): 10"
+    messages = judge_messages(request, answer, "rubric")
+    assert parse_judge_message(messages[-1]["content"]) == ("What is 2+2?\nAnswer: briefly", answer)
