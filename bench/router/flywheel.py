@@ -101,7 +101,9 @@ def serve_round(artifact: Path, traffic: list[str], rows: dict[tuple[str, str], 
                 "request_id": f"r{round_no}-{i}", "tenant": "sim", "served_model": models[served], "status": "200",
                 "explored": explored, "propensity": propensity, "prompt_tokens": row.prompt_tokens,
                 "completion_tokens": row.completion_tokens, "cost_usd": row.cost_usd,
-                "messages": [{"role": "user", "content": prompt}], "response_text": row.response}) + "\n")
+                "messages": [{"role": "user", "content": prompt}],
+                # What the replay upstream would have answered: a placeholder where only scores were kept.
+                "response_text": RecordedAnswers.text(row)}) + "\n")
 
 
 def train(rows: list[OutcomeRow], out: Path, prices: dict, seed: int) -> Path:
@@ -252,17 +254,20 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    # APGR is defined for two models only; with more (LLMRouter's nine) the left panel shows AIQ.
+    metric = "apgr" if all(res["reference"]["seed"]["apgr"] is not None for res in results) else "aiq"
     for res in results:
         label = f"eps={res['epsilon']} seed={res['seed']} fb={res['feedback_rows']}"
         xs = [0] + [r["requests"] for r in res["rounds"]]
-        axes[0].plot(xs, [res["reference"]["seed"]["apgr"]] + [r["served"]["apgr"] for r in res["rounds"]], marker="o", label=label)
+        axes[0].plot(xs, [res["reference"]["seed"][metric]] + [r["served"][metric] for r in res["rounds"]], marker="o", label=label)
         axes[1].plot([res["reference"]["seed"]["default_cost_usd"]] + [r["served"]["default_cost_usd"] for r in res["rounds"]],
                      [res["reference"]["seed"]["default_quality"]] + [r["served"]["default_quality"] for r in res["rounds"]],
                      marker="o", label=label)
-        axes[0].axhline(res["reference"]["ceiling"]["apgr"], linestyle="--", color="grey")
+        axes[0].axhline(res["reference"]["ceiling"][metric], linestyle="--", color="grey")
         axes[1].scatter([res["reference"]["ceiling"]["default_cost_usd"]], [res["reference"]["ceiling"]["default_quality"]],
                         marker="*", s=120, color="grey")
-    axes[0].set(xlabel="judged requests", ylabel="served router APGR (test half)", title="SIMULATION: APGR per round (dashed: gold ceiling)")
+    name = metric.upper()
+    axes[0].set(xlabel="judged requests", ylabel=f"served router {name} (test half)", title=f"SIMULATION: {name} per round (dashed: gold ceiling)")
     axes[1].set(xlabel="mean cost per prompt, USD (default cost weight)", ylabel="quality (test half)",
                 title="SIMULATION: served operating point per round (star: ceiling)")
     axes[0].legend(fontsize=7)
