@@ -3,8 +3,9 @@ upstream layer, each call held, then settled, on a tenant's ledger account.
 
 The run's `--budget-usd` is a `total` window on a key scope of its own (`label-<run id>`), on
 top of the tenant's configured windows: one atomic reserve checks both, so the run stops at its
-cap and the tenant's budgets still apply. A call is held at its worst case (the prompt with the
-usual margin and `max_tokens` of output) before it starts, and settled on its real cost.
+cap and the tenant's budgets still apply. Each call is one `MeteredCall` on the tenant's account,
+as a request's call is: held at its worst case before it starts, settled on its real cost, and
+only on the models (and fallbacks) the tenant may use.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from pathlib import Path
 
 from router.lab.label import BudgetExhausted, CompletionResult
 
-from gateway.accounting import budget_scope
+from gateway.accounting import Account, budget_scope
+from gateway.auth import TenantPrincipal
 from gateway.config import GatewayConfig, load_config
-from gateway.ledger import BudgetExceeded, BudgetScope, Ledger, WindowLimit, make_ledger
+from gateway.errors import GatewayError
+from gateway.ledger import BudgetScope, Ledger, WindowLimit, make_ledger
 
 
 class LedgerChargedModels:
@@ -32,36 +35,37 @@ class LedgerChargedModels:
         if budget_usd <= 0:
             raise ValueError("--budget-usd must be positive")
         self.config = config
-        self.chat_models = tuple(m.name for m in config.models if m.mode == "chat")
+        self.chat_models = tuple(m.name for m in config.models if m.mode == "chat" and found.allows(m.name))
         self.run_id = f"label-{uuid.uuid4().hex[:12]}"
+        self.principal = TenantPrincipal(tenant=found, key_id=self.run_id)
         base = budget_scope(found, None)
         self.scope = BudgetScope(tenant_id=base.tenant_id, windows=base.windows,
                                  max_cost_per_request_usd=base.max_cost_per_request_usd, key_id=self.run_id,
                                  key_windows=(WindowLimit(window="total", limit_usd=budget_usd),))
         self.ledger = ledger or make_ledger(config.ledger)
         self.upstreams = Upstreams()
-        self.calls = UpstreamCalls(config, self.upstreams)
+        self.calls = UpstreamCalls(config, self.upstreams, allows=found.allows)
         self.charged = 0.0
 
     async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionResult:
         from gateway.pipeline.generator import GatewayGenerator
+        from gateway.pipeline.metered import MeteredCall
 
         configured = self.config.model(model)
-        if configured is None or configured.mode != "chat":
-            raise KeyError(f"model {model!r} is not a chat model of the config")
-        generator = GatewayGenerator(self.calls, configured)
-        worst = generator.estimate_cost(list(messages), 1, max_tokens=max_tokens)
+        if configured is None or configured.mode != "chat" or not self.principal.tenant.allows(model):
+            raise KeyError(f"model {model!r} is not a chat model that tenant {self.principal.tenant.id!r} may use")
+        account = Account(ledger=self.ledger, principal=self.principal, scope=self.scope)
+        generator = GatewayGenerator(self.calls, configured, account)
+        sent = list(messages)
         try:
-            hold = await self.ledger.reserve(self.scope, worst)
-        except BudgetExceeded as error:
-            raise BudgetExhausted(str(error)) from None
-        try:
-            (answer,) = await generator.generate(list(messages), 1, max_tokens=max_tokens, role="label")
-        except BaseException:
-            await self.ledger.release(hold)
+            metered = await MeteredCall.reserve(account, generator.worst_case_call(configured, sent, 1, max_tokens, "label"))
+        except GatewayError as error:
+            if error.code == "insufficient_quota":
+                raise BudgetExhausted(error.message) from None
             raise
-        charged = await self.ledger.settle(hold, answer.cost_usd)
-        self.charged += charged  # after the await: concurrent calls must not overwrite each other's sum
+        (answer,) = await metered.call(lambda: generator.generate(sent, 1, max_tokens=max_tokens, role="label"), model)
+        await metered.settle()
+        self.charged += account.total_cost_usd  # after the await: concurrent calls must not overwrite each other's sum
         return CompletionResult(text=answer.text, prompt_tokens=answer.prompt_tokens,
                                 completion_tokens=answer.completion_tokens, cost_usd=answer.cost_usd)
 

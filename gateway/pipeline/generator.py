@@ -59,8 +59,8 @@ class GatewayGenerator:
         prompt_tokens = count_prompt_tokens(primary, messages) + extra_prompt_tokens
         return max(worst_case_usd(m, prompt_tokens, n, output_cap(m, max_tokens)) for m in self.calls.chain(primary))
 
-    def _worst_case(self, model: ModelConfig, messages: list[dict[str, Any]], n: int, max_tokens: int | None,
-                    role: str) -> CallRecord:
+    def worst_case_call(self, model: ModelConfig, messages: list[dict[str, Any]], n: int, max_tokens: int | None,
+                        role: str) -> CallRecord:
         cost = self.estimate_cost(messages, n, max_tokens=max_tokens, model=model.name)
         prompt = math.ceil(count_prompt_tokens(model, messages) * INPUT_MARGIN)
         return CallRecord(model.name, role, prompt, n * output_cap(model, max_tokens), cost)
@@ -85,7 +85,7 @@ class GatewayGenerator:
             # Cut off mid-call: the strategy's Meter charges the call's worst case; record it so
             # that metrics and the token count see the same.
             if self.account is not None:
-                self.account.add(self._worst_case(primary, messages, n, clean.get("max_tokens"), role))
+                self.account.add(self.worst_case_call(primary, messages, n, clean.get("max_tokens"), role))
             raise
         choices = sorted(response.get("choices") or [], key=lambda c: c.get("index", 0) if isinstance(c.get("index"), int) else 0)
         texts = [str((c.get("message") or {}).get("content") or "") for c in choices]

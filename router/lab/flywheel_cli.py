@@ -160,7 +160,7 @@ def _label_command(backend: object | None) -> Callable[..., None]:
         names = [m.strip() for m in models.split(",") if m.strip()] if models else [m for m in opened.chat_models if m != judge]
         unknown = [n for n in [*names, judge] if n not in opened.chat_models]
         if unknown or not names:
-            _fail(f"unknown models {unknown}; the config's chat models are {list(opened.chat_models)}", code=2)
+            _fail(f"unknown models {unknown}; the chat models tenant {tenant!r} may use are {list(opened.chat_models)}", code=2)
 
         async def run() -> tuple[list[OutcomeRow], LabelReport]:
             try:

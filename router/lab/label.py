@@ -47,7 +47,7 @@ class BudgetExhausted(Exception):
 class ChargedModels(Protocol):
     """Models called on a tenant's account under a run budget (the gateway implements it)."""
 
-    chat_models: tuple[str, ...]
+    chat_models: tuple[str, ...]  # the ones the charged tenant may use
 
     async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionResult:
         """One answer; raises BudgetExhausted when the budget cannot hold the call."""

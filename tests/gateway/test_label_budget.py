@@ -52,6 +52,7 @@ def tenant_spent(config_path: Path) -> float:
 def test_labelling_stops_at_the_budget_and_the_ledger_agrees(fake_upstream: ThreadedServer, tmp_path: Path,
                                                             budget: float) -> None:
     config = base_config(fake_upstream.url, tmp_path)
+    config["tenants"][0]["allowed_models"] = ["fast", "via-litellm", "private"]
     config_path = tmp_path / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(config))
     write_log(tmp_path / "log.jsonl", 20)
@@ -70,6 +71,17 @@ def test_labelling_stops_at_the_budget_and_the_ledger_agrees(fake_upstream: Thre
     assert spent > budget - 0.0002  # it used the money it had, stopping only when the next hold did not fit
     assert report["spent_usd"] == pytest.approx(spent, abs=1e-9)
     assert report["calls"] > 0
+
+
+def test_label_calls_only_models_the_tenant_may_use(fake_upstream: ThreadedServer, tmp_path: Path) -> None:
+    config_path = tmp_path / "gateway.yaml"
+    config_path.write_text(yaml.safe_dump(base_config(fake_upstream.url, tmp_path)))  # tenant-a: fast, via-litellm
+    write_log(tmp_path / "log.jsonl", 2)
+    res = runner.invoke(make_app(GatewayRouterBackend()), [
+        "label", "--config", str(config_path), "--from-log", str(tmp_path / "log.jsonl"), "--judge", "via-litellm",
+        "--models", "fast,private", "--tenant", "tenant-a", "--budget-usd", "1", "--out", str(tmp_path / "o.jsonl")])
+    assert res.exit_code == 2 and "['private']" in res.output and "tenant-a" in res.output
+    assert tenant_spent(config_path) == 0.0
 
 
 def test_label_refuses_an_unknown_tenant(fake_upstream: ThreadedServer, tmp_path: Path) -> None:
