@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from contracts.outcomes import OutcomeRow
-from router.lab.label import CompletionResult, parse_judge_message
+from router.lab.label import CompletionOutcome, parse_judge_message
 from router.lab.outcomes import prompt_key
 from testkit.asgi import Receive, Send, read_body, run_lifespan, send_json
 
@@ -52,19 +52,19 @@ class RecordedAnswers:
     def text(row: OutcomeRow) -> str:
         return row.response if row.response is not None else placeholder_answer(row.model)
 
-    def complete(self, model: str, user_turn: str) -> CompletionResult:
+    def complete(self, model: str, user_turn: str) -> CompletionOutcome:
         """`model`'s answer to the prompt, or the judge's grade of the answer in `user_turn`.
         Raises KeyError for what the data set did not record."""
         if model == JUDGE:
             # The judge's usage is nominal: its price, not its tokens, is what a run would tune.
-            return CompletionResult(text=self.grade(user_turn), prompt_tokens=len(user_turn.split()) + 3,
+            return CompletionOutcome(text=self.grade(user_turn), prompt_tokens=len(user_turn.split()) + 3,
                                     completion_tokens=1, cost_usd=0.0)
         return self.answer(model, user_turn)
 
-    def answer(self, model: str, prompt: str) -> CompletionResult:
+    def answer(self, model: str, prompt: str) -> CompletionOutcome:
         """Raises KeyError for a (model, prompt) the data set did not record."""
         row = self.rows[(prompt_key(prompt), model)]
-        return CompletionResult(text=self.text(row), prompt_tokens=row.prompt_tokens or 0,
+        return CompletionOutcome(text=self.text(row), prompt_tokens=row.prompt_tokens or 0,
                                 completion_tokens=row.completion_tokens or 0, cost_usd=row.cost_usd or 0.0)
 
     def grade(self, judge_prompt: str) -> str:
@@ -112,7 +112,7 @@ class ReplayUpstream:
         await send_json(send, 200, completion(model, result))
 
 
-def completion(model: str, result: CompletionResult) -> dict[str, Any]:
+def completion(model: str, result: CompletionOutcome) -> dict[str, Any]:
     """An OpenAI chat.completion body carrying `result`'s text and token counts."""
     usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
              "total_tokens": result.prompt_tokens + result.completion_tokens}

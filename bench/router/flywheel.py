@@ -41,7 +41,7 @@ from router.api import load_router
 from router.lab.compare import served_metrics
 from router.lab.flywheel import FlywheelConfig, FlywheelReport, run_round
 from router.lab.importers import read_prices, run_import
-from router.lab.label import CompletionResult
+from router.lab.label import CompletionOutcome
 from router.lab.outcomes import prompt_key
 from router.lab.sources import keep_rows
 from router.lab.train import TrainConfig, expected_cost, train_router
@@ -70,7 +70,7 @@ class RecordedModels:
         self.chat_models = answers.models + (JUDGE,)
         self.spent = 0.0
 
-    async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionResult:
+    async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionOutcome:
         result = self.answers.complete(model, messages[-1]["content"])
         self.spent += result.cost_usd
         return result

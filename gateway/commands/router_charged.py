@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from router.lab.label import BudgetExhausted, CompletionResult
+from router.lab.label import BudgetExhausted, CompletionOutcome
 
 from gateway.accounting import Account, budget_scope
 from gateway.auth import TenantPrincipal
@@ -47,7 +47,7 @@ class LedgerChargedModels:
         self.calls = UpstreamCalls(config, self.upstreams, allows=found.allows)
         self.charged = 0.0
 
-    async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionResult:
+    async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionOutcome:
         from gateway.pipeline.generator import GatewayGenerator
         from gateway.pipeline.metered import MeteredCall
 
@@ -66,7 +66,7 @@ class LedgerChargedModels:
         (answer,) = await metered.call(lambda: generator.generate(sent, 1, max_tokens=max_tokens, role="label"), model)
         await metered.settle()
         self.charged += account.total_cost_usd  # after the await: concurrent calls must not overwrite each other's sum
-        return CompletionResult(text=answer.text, prompt_tokens=answer.prompt_tokens,
+        return CompletionOutcome(text=answer.text, prompt_tokens=answer.prompt_tokens,
                                 completion_tokens=answer.completion_tokens, cost_usd=answer.cost_usd)
 
     async def spent_usd(self) -> float:

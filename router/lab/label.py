@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from contracts.outcomes import OutcomeRow
 from contracts.prompts import conversation_text
+from router.lab.collect import CompletionOutcome
 from router.lab.logdata import LoggedRequest, labelable
 
 DEFAULT_RUBRIC = (
@@ -49,7 +50,7 @@ class ChargedModels(Protocol):
 
     chat_models: tuple[str, ...]  # the ones the charged tenant may use
 
-    async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionResult:
+    async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionOutcome:
         """One answer; raises BudgetExhausted when the budget cannot hold the call."""
         ...
 
@@ -73,13 +74,6 @@ class LabelBackend(Protocol):
         """Feedback scores (`POST /v1/feedback`) kept in the config's request log for these
         (tenant, request id) pairs, by request id; requests without feedback are left out."""
         ...
-
-
-class CompletionResult(BaseModel):
-    text: str
-    prompt_tokens: int = Field(ge=0)
-    completion_tokens: int = Field(ge=0)
-    cost_usd: float = Field(ge=0.0)
 
 
 class Calibration(BaseModel):
@@ -169,7 +163,7 @@ class _Run:
         self.calls = 0
         self.failed = 0
 
-    async def call(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionResult | None:
+    async def call(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionOutcome | None:
         async with self.sem:
             if self.exhausted:
                 return None
@@ -212,9 +206,9 @@ async def label(
     run = _Run(models, concurrency)
     feedback = feedback or {}
 
-    async def one(request: LoggedRequest) -> list[tuple[str, CompletionResult, float]]:
-        answers: dict[str, CompletionResult] = {
-            request.served_model: CompletionResult(text=request.response_text or "", prompt_tokens=request.prompt_tokens,
+    async def one(request: LoggedRequest) -> list[tuple[str, CompletionOutcome, float]]:
+        answers: dict[str, CompletionOutcome] = {
+            request.served_model: CompletionOutcome(text=request.response_text or "", prompt_tokens=request.prompt_tokens,
                                                    completion_tokens=request.completion_tokens, cost_usd=request.cost_usd)}
         messages = [{"role": str(m.get("role", "user")), "content": str(m.get("content", ""))} for m in request.messages or []]
         others = [m for m in candidates if m != request.served_model]

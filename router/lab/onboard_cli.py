@@ -1,7 +1,8 @@
 """`ttc router probes` and `ttc router onboard`: a new model joins a trained router from the probe set.
 
 `onboard` calls the new model through the caller's `RouterBackend` (the gateway's upstream layer,
-with the config's prices and a budget cap, as `collect` does), or reads outcome rows already
+with the config's prices and a budget cap, as `collect` does; with `--tenant`, every call is also
+held and charged on that tenant's ledger account, as `label`'s are), or reads outcome rows already
 collected (`--outcomes`), and writes a new artifact version with only that model's column fitted.
 """
 
@@ -20,6 +21,7 @@ from router.lab.collect import Complete
 
 if TYPE_CHECKING:
     from contracts.outcomes import OutcomeRow
+    from router.lab.label import ChargedModels
     from router.lab.probes import Probe
 
 
@@ -36,6 +38,8 @@ class OpenedModels(Protocol):
 
 class ModelBackend(Protocol):
     def open_models(self, config: Path) -> OpenedModels: ...
+
+    def open_charged(self, config: Path, tenant: str, budget_usd: float) -> ChargedModels: ...
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -99,6 +103,27 @@ async def _run_probes(probes: list[Probe], model: str, complete: Complete, concu
     return rows, totals
 
 
+def _run_charged(backend: ModelBackend, config: Path, tenant: str, budget_usd: float | None, model: str, probes: list[Probe],
+                 concurrency: int, max_tokens: int) -> tuple[list[OutcomeRow], dict[str, float | int]]:
+    if budget_usd is None:
+        _fail("--tenant charges the probe calls to a ledger: give the run's cap with --budget-usd", code=2)
+    try:
+        charged = backend.open_charged(config, tenant, budget_usd)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc), code=2)
+    if model not in charged.chat_models:
+        _fail(f"tenant {tenant!r} may not use {model!r}; the chat models it may use are {list(charged.chat_models)}", code=2)
+
+    async def run() -> tuple[list[OutcomeRow], dict[str, float | int]]:
+        try:
+            rows, spend = await _run_probes(probes, model, charged.complete, concurrency, budget_usd, max_tokens)
+            return rows, spend | {"charged_usd": await charged.spent_usd()}
+        finally:
+            await charged.aclose()
+
+    return asyncio.run(run())
+
+
 def onboard_command(backend: ModelBackend | None) -> Callable[..., None]:
     def onboard(
         artifact: Annotated[Path, typer.Option(help="trained artifact directory (with a probe set)")],
@@ -111,6 +136,8 @@ def onboard_command(backend: ModelBackend | None) -> Callable[..., None]:
         max_tokens: Annotated[int, typer.Option(min=1)] = 256,
         concurrency: Annotated[int, typer.Option(min=1)] = 2,
         budget_usd: Annotated[float | None, typer.Option(help="stop starting calls once this much is spent")] = None,
+        tenant: Annotated[str | None, typer.Option(help="charge the probe calls to this tenant's ledger account, within its budgets "
+                                                      "and allowed models and capped at --budget-usd (required with it)")] = None,
         save_outcomes: Annotated[Path | None, typer.Option(help="also write the graded probe answers here")] = None,
         seed: Annotated[int, typer.Option()] = 0,
     ) -> None:
@@ -142,7 +169,10 @@ def onboard_command(backend: ModelBackend | None) -> Callable[..., None]:
             if missing:
                 _fail(f"{missing} of {len(probes)} probes have no reference answer: pass --references (labeled prompts) "
                       "or --outcomes (rows already collected)")
-            rows, spend = asyncio.run(_run_probes(probes, model, opened.complete, concurrency, budget_usd, max_tokens))
+            if tenant is None:
+                rows, spend = asyncio.run(_run_probes(probes, model, opened.complete, concurrency, budget_usd, max_tokens))
+            else:
+                rows, spend = _run_charged(backend, config, tenant, budget_usd, model, probes, concurrency, max_tokens)
             if save_outcomes:
                 write_outcomes(save_outcomes, rows)
         if len(rows) < 2:

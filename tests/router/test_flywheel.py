@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from router.artifact import read_manifest
 from router.lab.cli import make_app
-from router.lab.label import CompletionResult
+from router.lab.label import CompletionOutcome
 from tests.router.flywheel_support import train_small, two_kind_rows
 
 
@@ -25,14 +25,14 @@ class TruthJudgedModels:
         self.truth = truth
         self.spent = 0.0
 
-    async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionResult:
+    async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionOutcome:
         self.spent += 0.001
         if model != "judge":
-            return CompletionResult(text=f"{model}::{messages[-1]['content']}", prompt_tokens=20, completion_tokens=50,
+            return CompletionOutcome(text=f"{model}::{messages[-1]['content']}", prompt_tokens=20, completion_tokens=50,
                                     cost_usd=1e-5 if model == "cheap" else 1e-3)
         answer = messages[-1]["content"].split("\n\nAnswer:\n", 1)[1].rsplit("\n\nGrade", 1)[0]
         name, _, prompt = answer.partition("::")
-        return CompletionResult(text="9" if self.truth[(prompt, name)] >= 0.5 else "2", prompt_tokens=1,
+        return CompletionOutcome(text="9" if self.truth[(prompt, name)] >= 0.5 else "2", prompt_tokens=1,
                                 completion_tokens=1, cost_usd=0.0)
 
     async def spent_usd(self) -> float:

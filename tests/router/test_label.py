@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from router.lab.label import BudgetExhausted, CompletionResult, calibrate, label, parse_grade, sample_requests
+from router.lab.label import BudgetExhausted, CompletionOutcome, calibrate, label, parse_grade, sample_requests
 from router.lab.logdata import LoggedRequest
 
 
@@ -21,7 +21,7 @@ class ScriptedModels:
         self.left = calls_allowed
         self.spent = 0.0
 
-    async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionResult:
+    async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionOutcome:
         if self.left <= 0:
             raise BudgetExhausted("no budget")
         self.left -= 1
@@ -30,7 +30,7 @@ class ScriptedModels:
             text = "7" if "A:strong" in messages[-1]["content"] else "4"
         else:
             text = f"A:{model}"
-        return CompletionResult(text=text, prompt_tokens=5, completion_tokens=3, cost_usd=0.001)
+        return CompletionOutcome(text=text, prompt_tokens=5, completion_tokens=3, cost_usd=0.001)
 
     async def spent_usd(self) -> float:
         return self.spent
