@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from contracts.outcomes import OutcomeRow
 from contracts.prompts import conversation_text
