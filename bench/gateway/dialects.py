@@ -1,6 +1,6 @@
 """Gateway CPU per request of /v1/responses and /v1/messages against /v1/chat/completions, side by side.
 
-    python -m bench.gateway.dialects [--n 400] [--rounds 5] [--stream]
+    python -m bench.gateway.dialects [--n 400] [--rounds 5] [--stream]     # e.g. --n 250 --rounds 40
 
 Starts the fake upstream (its own process, no delay) and one `ttc serve` (one worker, the embedded
 SQLite ledger), then sends the same short prompt through each endpoint with one kept-alive client,
@@ -30,8 +30,11 @@ PROMPT = "Say one short sentence about the sea."
 
 def requests_for(stream: bool) -> dict[str, tuple[str, dict[str, object]]]:
     return {
+        # With usage asked for when streamed: the other two APIs always report usage, so their upstream
+        # requests ask for it, and the chat request that does the same work is this one.
         "chat.completions": ("/v1/chat/completions", {"model": "fast", "max_tokens": 16, "stream": stream,
-                                                      "messages": [{"role": "user", "content": PROMPT}]}),
+                                                      "messages": [{"role": "user", "content": PROMPT}],
+                                                      **({"stream_options": {"include_usage": True}} if stream else {})}),
         "responses": ("/v1/responses", {"model": "fast", "max_output_tokens": 16, "stream": stream, "input": PROMPT}),
         "messages": ("/v1/messages", {"model": "fast", "max_tokens": 16, "stream": stream,
                                       "messages": [{"role": "user", "content": PROMPT}]}),
@@ -75,12 +78,24 @@ def main() -> None:
                     response.read()
                 cpu[name].append((tree_cpu_s(gateway.process.pid) - before) * 1000 / args.n)
     base = statistics.median(cpu["chat.completions"])
-    print(f"gateway CPU ms/request, median of {args.rounds} rounds x {args.n} requests, stream={'on' if args.stream else 'off'}")
-    print("| endpoint | CPU ms/req (median) | rounds | minus chat.completions |")
-    print("|---|---|---|---|")
+    print(f"gateway CPU ms/request, {args.rounds} rounds x {args.n} requests, stream={'on' if args.stream else 'off'}")
+    print("| endpoint | CPU ms/req (median) | rounds | minus chat.completions (median) | minus chat.completions, paired by round: mean [95% CI] |")
+    print("|---|---|---|---|---|")
     for name, values in cpu.items():
         median = statistics.median(values)
-        print(f"| {name} | {median:.3f} | {', '.join(f'{v:.3f}' for v in values)} | {median - base:+.3f} |")
+        print(f"| {name} | {median:.3f} | {', '.join(f'{v:.3f}' for v in values)} | {median - base:+.3f} | {paired_difference(values, cpu['chat.completions'])} |")
+
+
+def paired_difference(values: list[float], base: list[float]) -> str:
+    """Mean per-round difference with a t interval: the rounds alternate the endpoints, so drift
+    in the machine's speed cancels within a round; many short rounds also average out the
+    10 ms clock-tick resolution of /proc's CPU times."""
+    differences = [v - b for v, b in zip(values, base, strict=True)]
+    mean = statistics.fmean(differences)
+    if len(differences) < 2:
+        return f"{mean:+.3f}"
+    half = 1.96 * statistics.stdev(differences) / len(differences) ** 0.5
+    return f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]"
 
 
 if __name__ == "__main__":

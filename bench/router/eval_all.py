@@ -25,8 +25,8 @@ from router.artifact import read_manifest
 from router.features import ONNX_DEFAULT_MAX_TOKENS, ONNX_FEATURIZERS, TOKEN_ID_FEATURIZERS
 from router.features.cache import default_cache_dir
 from router.lab.evaluate import EvalResult, evaluate
-from router.lab.metrics import quality_at_cost
 from router.lab.importers import read_prices
+from router.lab.metrics import quality_at_cost
 from router.lab.outcomes import read_outcomes
 from router.lab.report import write_report
 from router.lab.train import TrainConfig, train_router

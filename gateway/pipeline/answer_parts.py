@@ -46,6 +46,12 @@ def answer_parts(body: Json) -> Parts:
 
 def chunk_parts(chunk: Json) -> Parts:
     """What one stream chunk adds, over all its choices (the gateway streams one)."""
+    choices = chunk.get("choices") or []
+    if len(choices) == 1:  # every chunk of every stream comes this way: kept lean
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        calls_in = delta.get("tool_calls")
+        return Parts(str(delta.get("content") or ""), tool_calls_of(calls_in) if calls_in else [], choice.get("finish_reason"))
     text, calls, finish = [], [], None
     for choice in chunk.get("choices") or []:
         finish = choice.get("finish_reason") or finish

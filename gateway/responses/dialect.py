@@ -91,6 +91,9 @@ class ResponsesStream:
         self.items: list[Json] = []  # output items so far, completed ones in their final form
         self.open: Json | None = None  # the item being streamed
         self.calls: dict[int, Json] = {}  # upstream tool-call index -> its function_call item
+        # Deltas so far per item id, joined when the item closes: appending to the item's string
+        # itself would copy the whole text at every delta.
+        self.pieces: dict[str, list[str]] = {}
         self.finish_reason: str | None = None
 
     def _event(self, kind: str, **fields: Any) -> bytes:
@@ -110,6 +113,7 @@ class ResponsesStream:
         if item is None:
             return []
         index = self.items.index(item)
+        self._join(item)
         if item["type"] == "message":
             text = item["content"][0]["text"]
             frames = [self._event("response.output_text.done", item_id=item["id"], output_index=index, content_index=0, text=text, logprobs=[]),
@@ -120,8 +124,16 @@ class ResponsesStream:
         item["status"] = "completed"
         return frames + [self._event("response.output_item.done", output_index=index, item=item)]
 
+    def _join(self, item: Json) -> None:
+        joined = "".join(self.pieces.get(item["id"], ()))
+        if item["type"] == "message":
+            item["content"][0]["text"] = joined
+        else:
+            item["arguments"] = joined
+
     def _open(self, item: Json) -> list[bytes]:
         frames = self._close_open()
+        self.pieces[item["id"]] = []
         self.items.append(item)
         self.open = item
         index = len(self.items) - 1
@@ -135,15 +147,36 @@ class ResponsesStream:
             frames.append(self._event("response.output_item.added", output_index=index, item={**added, "arguments": ""}))
         return frames
 
+    def _text_delta(self, chunk: Json) -> bytes | None:
+        """The event for a chunk that only adds text to the message being streamed, or None for any
+        other chunk: nearly every chunk of an answer is one, so it skips the general reading."""
+        item = self.open
+        choices = chunk.get("choices")
+        if item is None or item["type"] != "message" or not isinstance(choices, list) or len(choices) != 1:
+            return None
+        choice = choices[0]
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if not isinstance(delta, dict) or delta.get("tool_calls") or choice.get("finish_reason"):
+            return None
+        text = delta.get("content")
+        if not text or not isinstance(text, str):
+            return b"" if text is None or text == "" else None
+        self.pieces[item["id"]].append(text)
+        return self._event("response.output_text.delta", item_id=item["id"], output_index=len(self.items) - 1,
+                           content_index=0, delta=text, logprobs=[])
+
     def chunk(self, chunk: Json) -> bytes:
-        frames = self._start()
+        quick = self._text_delta(chunk)
+        if quick is not None:
+            return quick
+        frames = [] if self.started else self._start()
         parts = chunk_parts(chunk)
         self.finish_reason = parts.finish_reason or self.finish_reason
         if parts.text:
             if self.open is None or self.open["type"] != "message":
                 frames += self._open(_message_item(f"msg_{self.ctx.request_id}_{len(self.items)}", ""))
             assert self.open is not None
-            self.open["content"][0]["text"] += parts.text
+            self.pieces[self.open["id"]].append(parts.text)
             frames.append(self._event("response.output_text.delta", item_id=self.open["id"], output_index=len(self.items) - 1,
                                       content_index=0, delta=parts.text, logprobs=[]))
         for call in parts.tool_calls:
@@ -153,7 +186,9 @@ class ResponsesStream:
                 self.calls[call.index] = item
                 frames += self._open(item)
             if call.arguments:
-                item["arguments"] += call.arguments
+                self.pieces[item["id"]].append(call.arguments)
+                if item is not self.open:  # a late piece of a call already closed: keep its final form whole
+                    self._join(item)
                 frames.append(self._event("response.function_call_arguments.delta", item_id=item["id"],
                                           output_index=self.items.index(item), delta=call.arguments))
         return b"".join(frames)
