@@ -8,6 +8,7 @@ model has a fixed pool of loaded instances, which bounds concurrent generations 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import logging
 import os
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from weakref import WeakSet
 
 log = logging.getLogger("ttc.local")
 
@@ -143,6 +145,23 @@ class _Llama(Protocol):
 
     def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]: ...
     def create_completion(self, prompt: str, **kwargs: Any) -> Any: ...
+    def close(self) -> None: ...
+
+
+# Every instance loaded, closed before the interpreter tears llama_cpp's bindings down: left to the
+# garbage collector at exit, each one's __del__ fails with a traceback on stderr.
+_opened: WeakSet[_Llama] = WeakSet()
+
+
+@atexit.register
+def _close_opened() -> None:
+    for instance in list(_opened):
+        instance.close()
+
+
+def _opening(instance: _Llama) -> _Llama:
+    _opened.add(instance)
+    return instance
 
 
 @dataclass
@@ -166,7 +185,7 @@ class LocalModel:
         if self._vocab is None:
             from llama_cpp import Llama
 
-            self._vocab = Llama(model_path=str(self.spec.locate()), vocab_only=True, verbose=False)
+            self._vocab = _opening(Llama(model_path=str(self.spec.locate()), vocab_only=True, verbose=False))
         prompt, _ = self.spec.prompt_format.render(self._vocab, messages)
         return len(self._vocab.tokenize(prompt.encode("utf-8"), special=True))
 
@@ -195,7 +214,7 @@ class LocalModel:
 
         path = self.spec.locate()
         log.info("loading local model %s from %s", self.spec.name, path)
-        return Llama(model_path=str(path), n_ctx=self.spec.n_ctx, n_threads=self.threads, verbose=False)
+        return _opening(Llama(model_path=str(path), n_ctx=self.spec.n_ctx, n_threads=self.threads, verbose=False))
 
     def _sampling(self, params: dict[str, Any], stops: list[str]) -> dict[str, Any]:
         user_stop = params.get("stop")
