@@ -4,7 +4,9 @@ For the router flywheel's simulation (bench/router/flywheel.py): each candidate 
 prompt with its recorded response (or, where the data set kept none, a placeholder that names
 the model), with the recorded token counts as usage, so the gateway charges the recorded cost.
 The model named `judge` grades an answer in the format router.lab.label.judge_messages writes:
-the recorded score of that answer, flipped with probability epsilon.
+the recorded score of that answer, flipped with probability epsilon. Asked to compare two answers
+(router.lab.label.pairwise_messages), it reads each one's score that way and prefers the higher
+(TIE when they are equal).
 
 The flips are a hash of (seed, prompt, answer, how often that pair was judged before), not a
 shared random stream: concurrent calls arrive in any order, and the run must not depend on it.
@@ -23,7 +25,7 @@ from typing import Any
 import orjson
 
 from contracts.outcomes import OutcomeRow
-from router.lab.label import CompletionOutcome, parse_judge_message
+from router.lab.label import CompletionOutcome, parse_judge_message, parse_pairwise_message
 from router.lab.outcomes import prompt_key
 from testkit.asgi import Receive, Send, read_body, run_lifespan, send_json
 
@@ -68,16 +70,23 @@ class RecordedAnswers:
                                 completion_tokens=row.completion_tokens or 0, cost_usd=row.cost_usd or 0.0)
 
     def grade(self, judge_prompt: str) -> str:
-        """The judge's reply to the user turn of router.lab.label.judge_messages."""
+        """The judge's reply to the user turn of router.lab.label.judge_messages or pairwise_messages."""
+        pair = parse_pairwise_message(judge_prompt)
+        if pair is not None:
+            request, first, second = pair
+            a, b = self._noisy_score(request, first), self._noisy_score(request, second)
+            return "A" if a > b else "B" if b > a else "TIE"
         request, answer = parse_judge_message(judge_prompt)
-        key = (prompt_key(request), answer.strip())
-        score = self.truth[key]
-        self.judged[key] += 1
-        if self._flip(key, self.judged[key]):
-            score = 1.0 - score
+        score = self._noisy_score(request, answer)
         if self.lenient:
             return "9" if score >= 0.5 else "6"
         return str(round(1 + 9 * score))  # 1..10; binary scores give 1 or 10
+
+    def _noisy_score(self, request: str, answer: str) -> float:
+        key = (prompt_key(request), answer.strip())
+        score = self.truth[key]
+        self.judged[key] += 1
+        return 1.0 - score if self._flip(key, self.judged[key]) else score
 
     def _flip(self, key: tuple[str, str], nth: int) -> bool:
         digest = hashlib.sha256(f"{self.seed}|{key[0]}|{key[1]}|{nth}".encode()).digest()

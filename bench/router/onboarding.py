@@ -25,6 +25,7 @@ numbers of RESULTS.md. Results: bench/results/router/onboarding-<dataset>.{json,
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -64,6 +65,28 @@ def cached_features(source: str, seed: int, train: OutcomeMatrix, test: OutcomeM
     return x_train, x_test, feat.embedding_dim
 
 
+# Bump when fit_router's recipe changes: cached routers of another recipe are not reused.
+ROUTER_RECIPE = "factor-r16-h64-wd0.1-do0.3-f3-v1"
+
+
+def cached_router(source: str, seed: int, x: np.ndarray, m: OutcomeMatrix, cols: list[int], emb_dim: int) -> tuple[QualityHead, LengthModel, float]:
+    """`fit_router`, kept on disk per (dataset, seed, models): onboarding changes do not retrain.
+    Returns the router and the seconds its fit took (when it was fitted)."""
+    name = "+".join(m.models[c].replace("/", "_") for c in cols)
+    digest = hashlib.sha256(f"{ROUTER_RECIPE}|{name}".encode()).hexdigest()[:16]
+    base = default_cache_dir() / "bench" / "onboarding" / f"{source}-seed{seed}-{digest}"
+    head_path, length_path, time_path = (Path(f"{base}-{part}") for part in ("head.npz", "length.npz", "fit_s.txt"))
+    if head_path.exists() and length_path.exists() and time_path.exists():
+        return QualityHead.load(head_path), LengthModel.load(length_path), float(time_path.read_text())
+    t0 = time.perf_counter()
+    head, length = fit_router(x, m, cols, emb_dim, seed)
+    fit_s = time.perf_counter() - t0
+    head.save(head_path)
+    length.save(length_path)
+    time_path.write_text(f"{fit_s:.1f}\n")
+    return head, length, fit_s
+
+
 def fit_router(x: np.ndarray, m: OutcomeMatrix, cols: list[int], emb_dim: int, seed: int) -> tuple[QualityHead, LengthModel]:
     tasks = m.tasks if sum(t is not None for t in m.tasks) else None
     selection = select_and_fit(x, m.score[:, cols], m.mask[:, cols],
@@ -91,7 +114,7 @@ class Scorer:
         return {"aiq": result.aiq, "apgr": result.apgr}
 
 
-def run_seed(source: str, seed: int, ks: list[int], log: list[str]) -> dict[str, object]:
+def run_seed(source: str, seed: int, ks: list[int], log: list[str], held_out: list[str] | None = None) -> dict[str, object]:
     train, test = split(source, seed)
     x_train, x_test, emb_dim = cached_features(source, seed, train, test)
     prices = read_prices(ensure_split(source, seed, default_cache_dir() / "bench") / "prices.json")
@@ -102,17 +125,16 @@ def run_seed(source: str, seed: int, ks: list[int], log: list[str]) -> dict[str,
     out: dict[str, object] = {"seed": seed, "models": train.models, "n_train": len(train.prompts), "n_test": len(test.prompts),
                               "random_mix": {"aiq": mixing.aiq, "apgr": mixing.apgr},
                               "best_single": {"model": train.models[best], "quality": float(scorer.ctx.q_single[best])}}
-    t0 = time.perf_counter()
-    head, length = fit_router(x_train, train, list(range(n_models)), emb_dim, seed)
+    head, length, full_s = cached_router(source, seed, x_train, train, list(range(n_models)), emb_dim)
     out["full"] = scorer.score(head, length, list(range(n_models)))
-    out["full_fit_s"] = round(time.perf_counter() - t0, 1)
+    out["full_fit_s"] = round(full_s, 1)
     log.append(f"seed {seed} full retrain: {out['full']} ({out['full_fit_s']} s)")
     held: dict[str, object] = {}
     for h in range(n_models):
+        if held_out and train.models[h] not in held_out:
+            continue
         keep = [j for j in range(n_models) if j != h]
-        t0 = time.perf_counter()
-        head_loo, length_loo = fit_router(x_train, train, keep, emb_dim, seed)
-        fit_s = time.perf_counter() - t0
+        head_loo, length_loo, fit_s = cached_router(source, seed, x_train, train, keep, emb_dim)
         design = design_features(head_loo, x_train)
         per_k: dict[str, object] = {}
         rng = np.random.default_rng(1000 * seed + h)
@@ -203,14 +225,17 @@ def main() -> None:
     parser.add_argument("--dataset", default="llmrouter")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--ks", type=int, nargs="+", default=[25, 50, 100, 200])
+    parser.add_argument("--held-out", nargs="+", default=None, help="only these models in turn (default: every model)")
+    parser.add_argument("--name", default=None, help="results file stem (default: onboarding-<dataset>)")
     args = parser.parse_args()
     command = "nice -n 10 python -m bench.router.onboarding " + " ".join(
-        [f"--dataset {args.dataset}", "--seeds " + " ".join(map(str, args.seeds)), "--ks " + " ".join(map(str, args.ks))])
+        [f"--dataset {args.dataset}", "--seeds " + " ".join(map(str, args.seeds)), "--ks " + " ".join(map(str, args.ks))]
+        + ([f"--held-out {' '.join(args.held_out)}"] if args.held_out else []) + ([f"--name {args.name}"] if args.name else []))
     RESULTS.mkdir(parents=True, exist_ok=True)
     runs, log = [], []
-    stem = RESULTS / f"onboarding-{args.dataset}"
+    stem = RESULTS / (args.name or f"onboarding-{args.dataset}")
     for seed in args.seeds:
-        runs.append(run_seed(args.dataset, seed, args.ks, log))
+        runs.append(run_seed(args.dataset, seed, args.ks, log, args.held_out))
         # Written after every seed, so a run cut short still leaves what it finished.
         Path(f"{stem}.json").write_text(json.dumps({"command": command, "runs": runs}, indent=1, default=float) + "\n")
         Path(f"{stem}.md").write_text(summarize(args.dataset, runs, args.ks, command) + "\n")

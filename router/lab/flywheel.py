@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.outcomes import OutcomeRow, read_outcomes, write_outcomes
 from router.artifact import read_manifest
 from router.lab.compare import CompareResult, compare
-from router.lab.label import DEFAULT_RUBRIC, Calibration, ChargedModels, LabelReport, label, sample_requests
+from router.lab.label import Calibration, ChargedModels, Grading, LabelReport, label, sample_requests
 from router.lab.logdata import read_log
 from router.lab.outcomes import prompt_key
 from router.lab.promote import PromoteResult, promote
@@ -50,7 +50,9 @@ class FlywheelConfig(BaseModel):
     candidates: list[str]  # the models the router chooses among (its artifact's models)
     sample: int = Field(default=500, ge=1)
     budget_usd: float = Field(gt=0)
-    rubric: str = DEFAULT_RUBRIC
+    grading: Grading = "absolute"  # or "pairwise": each answer against the reference's
+    reference: str | None = None  # pairwise: the strongest candidate
+    rubric: str | None = None  # the judge's instructions (default: router.lab.label's for the grading)
     max_tokens: int = Field(default=512, ge=1)
     heldout: Path | None = None  # labelled held-out rows for the gate; else a share of each round's labels
     holdout_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
@@ -64,6 +66,12 @@ class FlywheelConfig(BaseModel):
     n_boot: int = Field(default=2000, ge=100)
     cv_folds: int = Field(default=3, ge=2)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _reference_is_a_candidate(self) -> FlywheelConfig:
+        if self.grading == "pairwise" and self.reference not in self.candidates:
+            raise ValueError(f"grading: pairwise needs reference: one of the candidates {self.candidates} (the strongest)")
+        return self
 
 
 class FlywheelReport(BaseModel):
@@ -142,7 +150,7 @@ async def run_round(config: FlywheelConfig, models: ChargedModels, stored_feedba
     rows, label_report = await label(
         chosen, models, judge=config.judge, candidates=config.candidates, budget_usd=config.budget_usd,
         feedback=feedback, gold=read_outcomes(config.gold) if config.gold else (), rubric=config.rubric,
-        max_tokens=config.max_tokens, previous=previous)
+        grading=config.grading, reference=config.reference, max_tokens=config.max_tokens, previous=previous)
     if label_report.calibration.n > 0 and not label_report.calibration.inherited:
         calibration_file.write_text(label_report.calibration.model_dump_json(indent=2) + "\n", encoding="utf-8")
     write_outcomes(work / "labels.jsonl", rows)

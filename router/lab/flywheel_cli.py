@@ -134,6 +134,8 @@ def _label_command(backend: object | None) -> Callable[..., None]:
         feedback: Annotated[Path | None, typer.Option(help="JSON lines {request_id, score}: ground truth for the judge's calibration")] = None,
         gold: Annotated[Path | None, typer.Option(help="outcome rows with trusted scores (calibration, and kept as source gold)")] = None,
         rubric: Annotated[Path | None, typer.Option(help="a text file replacing the judge's default instructions")] = None,
+        grading: Annotated[str, typer.Option(help="absolute (1-10 per answer) or pairwise (each answer vs --reference's)")] = "absolute",
+        reference: Annotated[str | None, typer.Option(help="pairwise: the strongest candidate, the yardstick")] = None,
         max_tokens: Annotated[int, typer.Option(min=1)] = 512,
         concurrency: Annotated[int, typer.Option(min=1)] = 4,
         seed: Seed = 0,
@@ -142,7 +144,7 @@ def _label_command(backend: object | None) -> Callable[..., None]:
         """Counterfactual answers and judge grades for logged requests, charged and capped; judge calibrated."""
         from contracts.outcomes import OutcomeFileError, OutcomeRow, read_outcomes, write_outcomes
         from router.lab.flywheel import read_feedback
-        from router.lab.label import DEFAULT_RUBRIC, LabelBackend, LabelReport, label, sample_requests
+        from router.lab.label import LabelBackend, LabelReport, label, sample_requests
         from router.lab.logdata import LogFileError, read_log
 
         if not isinstance(backend, LabelBackend):
@@ -153,7 +155,7 @@ def _label_command(backend: object | None) -> Callable[..., None]:
             truth = backend.stored_feedback(config, [(r.tenant, r.request_id) for r in chosen])
             truth |= read_feedback(feedback) if feedback else {}
             gold_rows = read_outcomes(gold) if gold else []
-            instructions = rubric.read_text(encoding="utf-8") if rubric else DEFAULT_RUBRIC
+            instructions = rubric.read_text(encoding="utf-8") if rubric else None
             opened = backend.open_charged(config, tenant, budget_usd)
         except (OSError, ValueError, OutcomeFileError, LogFileError) as exc:
             _fail(str(exc), code=2)
@@ -161,11 +163,16 @@ def _label_command(backend: object | None) -> Callable[..., None]:
         unknown = [n for n in [*names, judge] if n not in opened.chat_models]
         if unknown or not names:
             _fail(f"unknown models {unknown}; the chat models tenant {tenant!r} may use are {list(opened.chat_models)}", code=2)
+        if grading not in ("absolute", "pairwise"):
+            _fail(f"--grading must be absolute or pairwise, not {grading!r}", code=2)
+        if grading == "pairwise" and reference not in names:
+            _fail(f"--grading pairwise needs --reference, one of the candidates {names} (the strongest)", code=2)
 
         async def run() -> tuple[list[OutcomeRow], LabelReport]:
             try:
                 return await label(chosen, opened, judge=judge, candidates=names, budget_usd=budget_usd,
                                    feedback=truth, gold=gold_rows, rubric=instructions, max_tokens=max_tokens,
+                                   grading="pairwise" if grading == "pairwise" else "absolute", reference=reference,
                                    concurrency=concurrency)
             finally:
                 await opened.aclose()

@@ -2,10 +2,19 @@
 
 For a seeded sample of logged requests whose content was kept, every candidate model's answer
 is obtained (the served one from the log; the others by calling the model), then a judge model
-grades each answer on an absolute scale mapped to [0, 1]. The judge's cut (the raw grade from
-which an answer counts as right) is chosen where it best agrees with whatever ground truth
-exists: feedback scores of served answers (`POST /v1/feedback`) and gold outcome rows. The rows
-written carry `source` (judge, feedback, gold) and the judge's identity.
+grades them, in one of two ways:
+
+* `absolute`: each answer on a 1-10 scale mapped to [0, 1];
+* `pairwise`: each answer against the reference (the strongest candidate's answer to the same
+  request), asked twice with the two answers' positions swapped, since judges favour one
+  position; the raw score is the answer's mean preference (win 1, tie 0.5, loss 0). The
+  reference is the yardstick and scores 1, so a row says "as good as the strongest model", the
+  label RouteLLM trained its routers on.
+
+The judge's cut (the raw score from which an answer counts as right) is chosen where it best
+agrees with whatever ground truth exists: feedback scores of served answers (`POST /v1/feedback`)
+and gold outcome rows. The rows written carry `source` (judge, feedback, gold) and the judge's
+identity.
 
 Every call, candidate or judge, goes through a `ChargedModels` the caller provides: the gateway
 implements it over its upstream layer and ledger (gateway/commands/router.py), charging a
@@ -21,7 +30,7 @@ import random
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel
@@ -36,8 +45,14 @@ DEFAULT_RUBRIC = (
     "complete and helpful. Reply with one integer from 1 (wrong or useless) to 10 (fully correct), "
     "and nothing else."
 )
+DEFAULT_PAIRWISE_RUBRIC = (
+    "You compare two AI assistants' answers to the same user request. Decide which answer is more "
+    "correct, complete and helpful; if they are equally good or equally bad, say TIE. Reply with "
+    "A, B or TIE, and nothing else."
+)
 JUDGE_MAX_TOKENS = 8
 DEFAULT_CUT = 0.5
+Grading = Literal["absolute", "pairwise"]
 
 
 class BudgetExhausted(Exception):
@@ -96,6 +111,8 @@ class Calibration(BaseModel):
 class LabelReport(BaseModel):
     judge: str
     rubric: str
+    grading: Grading = "absolute"
+    reference: str | None = None  # pairwise: the answer every other one is compared with
     sampled: int
     labelled_requests: int
     rows: int
@@ -128,6 +145,35 @@ def parse_judge_message(content: str) -> tuple[str, str]:
     unless the conversation itself holds the answer marker (the answer may hold anything)."""
     request, _, rest = content.partition(_ANSWER)
     return request.removeprefix(_REQUEST), rest.rsplit(_GRADE, 1)[0]
+
+
+_FIRST, _SECOND, _VERDICT = "\n\nAnswer A:\n", "\n\nAnswer B:\n", "\n\nBetter answer (A, B or TIE):"
+
+
+def pairwise_messages(request: LoggedRequest, first: str, second: str, rubric: str) -> list[dict[str, str]]:
+    conversation = conversation_text(request.messages or [])
+    return [{"role": "system", "content": rubric},
+            {"role": "user", "content": f"{_REQUEST}{conversation}{_FIRST}{first}{_SECOND}{second}{_VERDICT}"}]
+
+
+def parse_pairwise_message(content: str) -> tuple[str, str, str] | None:
+    """(conversation, answer A, answer B) from the user turn `pairwise_messages` writes, or None
+    for any other turn (an absolute grading request). Exact unless the conversation or answer A
+    holds a marker."""
+    if not content.endswith(_VERDICT) or _FIRST not in content:
+        return None
+    request, _, rest = content.removesuffix(_VERDICT).partition(_FIRST)
+    first, _, second = rest.partition(_SECOND)
+    return request.removeprefix(_REQUEST), first, second
+
+
+def parse_preference(text: str) -> float | None:
+    """The judge's pairwise verdict as the first answer's preference: A 1, TIE 0.5, B 0; None if unreadable."""
+    # Capital A/B only: in prose, "a" is an article.
+    match = re.search(r"\b(A|B|TIE|Tie|tie)\b", text.strip())
+    if match is None:
+        return None
+    return {"a": 1.0, "tie": 0.5, "b": 0.0}[match.group(1).lower()]
 
 
 def _scores(raw: np.ndarray, truth: np.ndarray, cut: float) -> tuple[float, float | None]:
@@ -196,15 +242,47 @@ async def label(
     budget_usd: float,
     feedback: dict[str, float] | None = None,
     gold: Sequence[OutcomeRow] = (),
-    rubric: str = DEFAULT_RUBRIC,
+    rubric: str | None = None,
+    grading: Grading = "absolute",
+    reference: str | None = None,
     max_tokens: int = 512,
     concurrency: int = 4,
     previous: Calibration | None = None,
 ) -> tuple[list[OutcomeRow], LabelReport]:
     """Label the requests `chosen` (see `sample_requests`); returns the outcome rows and the report.
-    Without ground truth among them, `previous` (an earlier run's calibration) supplies the cut."""
+    Without ground truth among them, `previous` (an earlier run's calibration) supplies the cut.
+    `rubric` replaces the judge's instructions of the chosen `grading`; pairwise grading needs the
+    `reference` candidate."""
+    if grading == "pairwise" and reference not in candidates:
+        raise ValueError(f"pairwise grading compares with a reference candidate: {reference!r} is not one of {list(candidates)}")
+    instructions = rubric or (DEFAULT_PAIRWISE_RUBRIC if grading == "pairwise" else DEFAULT_RUBRIC)
     run = _Run(models, concurrency)
     feedback = feedback or {}
+
+    async def grade_absolute(request: LoggedRequest, answers: dict[str, CompletionOutcome]) -> dict[str, float]:
+        names = list(answers)
+        verdicts = await asyncio.gather(*(run.call(judge, judge_messages(request, answers[m].text, instructions),
+                                                   JUDGE_MAX_TOKENS) for m in names))
+        grades = {name: parse_grade(v.text) if v is not None else None for name, v in zip(names, verdicts, strict=True)}
+        return {name: g for name, g in grades.items() if g is not None}
+
+    async def grade_pairwise(request: LoggedRequest, answers: dict[str, CompletionOutcome]) -> dict[str, float]:
+        assert reference is not None
+        if reference not in answers:
+            return {}  # nothing to compare with
+        ref = answers[reference].text
+        others = [m for m in answers if m != reference]
+        calls = [pairwise_messages(request, answers[m].text, ref, instructions) for m in others]
+        calls += [pairwise_messages(request, ref, answers[m].text, instructions) for m in others]
+        verdicts = await asyncio.gather(*(run.call(judge, c, JUDGE_MAX_TOKENS) for c in calls))
+        prefs = [parse_preference(v.text) if v is not None else None for v in verdicts]
+        raw = {reference: 1.0}
+        for i, name in enumerate(others):
+            first, second = prefs[i], prefs[len(others) + i]
+            seen = [p for p in (first, None if second is None else 1.0 - second) if p is not None]
+            if seen:
+                raw[name] = sum(seen) / len(seen)
+        return raw
 
     async def one(request: LoggedRequest) -> list[tuple[str, CompletionOutcome, float]]:
         answers: dict[str, CompletionOutcome] = {
@@ -214,21 +292,17 @@ async def label(
         others = [m for m in candidates if m != request.served_model]
         results = await asyncio.gather(*(run.call(m, messages, max_tokens) for m in others))
         answers.update({m: r for m, r in zip(others, results, strict=True) if r is not None})
-        graded = []
-        names = list(answers)
-        verdicts = await asyncio.gather(*(run.call(judge, judge_messages(request, answers[m].text, rubric), JUDGE_MAX_TOKENS)
-                                          for m in names))
-        for name, verdict in zip(names, verdicts, strict=True):
-            grade = parse_grade(verdict.text) if verdict is not None else None
-            if grade is not None:
-                graded.append((name, answers[name], grade))
-        return graded
+        raw = await (grade_pairwise if grading == "pairwise" else grade_absolute)(request, answers)
+        return [(name, answers[name], raw[name]) for name in answers if name in raw]
 
     per_request = await asyncio.gather(*(one(r) for r in chosen))
     raw_pairs: list[tuple[float, float]] = []
     gold_by_key = {(g.prompt, g.model): g.score for g in gold}
+    yardstick = reference if grading == "pairwise" else None  # scores 1 by construction: nothing to calibrate
     for request, graded in zip(chosen, per_request, strict=True):
         for name, _, grade in graded:
+            if name == yardstick:
+                continue
             if name == request.served_model and request.request_id in feedback:
                 raw_pairs.append((grade, feedback[request.request_id]))
             elif (request.prompt, name) in gold_by_key:
@@ -239,7 +313,8 @@ async def label(
     rows: list[OutcomeRow] = []
     for request, graded in zip(chosen, per_request, strict=True):
         for name, answer, grade in graded:
-            rows.append(OutcomeRow(prompt=request.prompt, model=name, score=float(grade >= calibration.cut),
+            right = name == yardstick or grade >= calibration.cut
+            rows.append(OutcomeRow(prompt=request.prompt, model=name, score=float(right),
                                    prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
                                    cost_usd=answer.cost_usd, id=request.request_id, response=answer.text,
                                    source="judge", judge=judge))
@@ -249,7 +324,7 @@ async def label(
                                    prompt_tokens=request.prompt_tokens, completion_tokens=request.completion_tokens,
                                    cost_usd=request.cost_usd, id=request.request_id, source="feedback"))
     rows += [g.model_copy(update={"source": "gold"}) for g in gold]
-    report = LabelReport(judge=judge, rubric=rubric, sampled=len(chosen),
+    report = LabelReport(judge=judge, rubric=instructions, grading=grading, reference=yardstick, sampled=len(chosen),
                          labelled_requests=sum(1 for g in per_request if g), rows=len(rows), calls=run.calls,
                          failed_calls=run.failed, stopped_for_budget=run.exhausted, budget_usd=budget_usd,
                          spent_usd=await models.spent_usd(), calibration=calibration)

@@ -6,9 +6,11 @@ predictions do not move. The new model's logit is parameterized as
 
     logit_new(x) = sum_m w_m * zhat_m(x) + mean_h e_h(x) . delta_h + beta
 
-where zhat_m is known model m's Platt-scaled logit and e_h the prompt tower of ensemble member
-h. It is exactly a new vector and bias per member (v_h = sum_m w_m a_m v_hm + delta_h), so the
-served head stays the same shape. `w` starts at the average of the known models and is shrunk
+where zhat_m is known model m's calibrated logit (its kNN and task-prior terms included) and e_h
+the prompt tower of ensemble member h. It is exactly a new vector and bias per member
+(v_h = sum_m w_m a_m v_hm + delta_h) plus a column of the head's `stack_mix` (the new model's
+kNN and task terms are the known models' weighted by w), so predictions stay a few small
+matrix products. `w` starts at the average of the known models and is shrunk
 toward it, `delta` toward zero; both strengths are chosen by K-fold CV on the probes (log loss).
 With few probes the fit stays close to "like the known models, shifted"; more probes free it.
 The length model gets a ridge row on the probes' token counts, alpha by CV.
@@ -142,6 +144,12 @@ class NewModelFit:
             top.task_prior = replace(head.task_prior, rates=rates.astype(np.float32))
         if head.prior is not None:
             top.prior = np.append(head.prior, np.float32(self.prior_)).astype(np.float32)
+        if top.calib_knn is not None or top.calib_task is not None:
+            known_mix = head.stack_mix if head.stack_mix is not None else np.eye(n_known, dtype=np.float32)
+            mix = np.zeros((n_known + 1, n_known + 1), dtype=np.float32)
+            mix[:n_known, :n_known] = known_mix
+            mix[:n_known, n_known] = known_mix @ w  # the new model's own terms are zero (calib 0)
+            top.stack_mix = mix
         return top
 
 

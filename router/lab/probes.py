@@ -47,12 +47,12 @@ class Probe(BaseModel):
 
 
 def design_features(head: QualityHead, x: np.ndarray) -> np.ndarray:
-    """What onboarding fits a new model's head on: the known models' Platt-scaled logits and
-    every ensemble member's prompt-tower output (see `router.lab.onboard`)."""
+    """What onboarding fits a new model's head on: the known models' calibrated logits (kNN and
+    task-prior terms included) and every ensemble member's prompt-tower output (see
+    `router.lab.onboard`). The rows are training prompts, so their kNN terms leave the prompt's
+    own outcomes out, as they would be for a prompt the head has never seen."""
     heads = [head, *head.members]
-    a = head.calib_a if head.calib_a is not None else np.ones(head.vectors.shape[0])
-    b = head.calib_b if head.calib_b is not None else np.zeros(head.vectors.shape[0])
-    parts = [a * head.logits(x) + b] + [h.embed(x) / len(heads) for h in heads]
+    parts = [head.calibrated_logits(x, exclude_self=True)] + [h.embed(x) / len(heads) for h in heads]
     return np.hstack(parts).astype(np.float64)
 
 

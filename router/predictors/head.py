@@ -22,18 +22,26 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
 
 
+# Cosine similarity above which a stored key is the query itself (keys are kept as float16).
+SELF_SIMILARITY = 0.9995
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0)))
 
 
-def knn_logit(queries: np.ndarray, keys: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+def knn_logit(queries: np.ndarray, keys: np.ndarray, values: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:
     """Logit of the smoothed mean outcome of the k nearest keys (cosine), per model.
 
     One pseudo-outcome at the global mean keeps the logit finite when all
-    neighbours agree.
+    neighbours agree. `exclude_self` skips keys identical to the query, so a training
+    prompt is described the way an unseen prompt would be (without its own outcomes).
     """
     q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
     sims = q @ keys.T
+    if exclude_self:
+        cosine = sims / np.maximum(np.linalg.norm(keys, axis=1), 1e-12)
+        sims = np.where(cosine > SELF_SIMILARITY, -np.inf, sims)
     k = min(k, keys.shape[0])
     idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     prior = values.mean(axis=0)
@@ -71,10 +79,36 @@ class QualityHead:
     # the same prediction per model, so the cost-weight sweep visits the single models.
     prior: np.ndarray | None = None  # (m,)
     shrink: float = 0.0
+    # A model onboarded after training has no kNN or task term of its own; it borrows the known
+    # models' as a weighted sum: the stacked terms are S @ stack_mix, identity columns for the
+    # models trained with the head (router.lab.onboard).
+    stack_mix: np.ndarray | None = None  # (m, m)
 
-    def knn_logit(self, features: np.ndarray) -> np.ndarray:
+    def knn_logit(self, features: np.ndarray, exclude_self: bool = False) -> np.ndarray:
         assert self.knn_keys is not None and self.knn_values is not None
-        return knn_logit(features[:, : self.knn_keys.shape[1]], self.knn_keys, self.knn_values, self.knn_k)
+        return knn_logit(features[:, : self.knn_keys.shape[1]], self.knn_keys, self.knn_values, self.knn_k, exclude_self)
+
+    def stacked_terms(self, features: np.ndarray, exclude_self: bool = False) -> np.ndarray | None:
+        """(n, m) what the calibrator adds to the scaled logit: kNN and task-prior terms, or None."""
+        terms = None
+        if self.calib_knn is not None and self.knn_k > 0:
+            terms = self.calib_knn * self.knn_logit(features, exclude_self)
+        if self.calib_task is not None and self.task_prior is not None:
+            task = self.calib_task * self.task_prior.transform(features)
+            terms = task if terms is None else terms + task
+        if terms is not None and self.stack_mix is not None:
+            terms = terms @ self.stack_mix
+        return terms
+
+    def calibrated_logits(self, features: np.ndarray, exclude_self: bool = False) -> np.ndarray:
+        """The logit of P(success) before shrinkage toward the prior."""
+        z = self.logits(features)
+        if self.calib_a is not None and self.calib_b is not None:
+            z = self.calib_a * z + self.calib_b
+            terms = self.stacked_terms(features, exclude_self)
+            if terms is not None:
+                z = z + terms
+        return z
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         h = (features - self.mean) / self.scale
@@ -91,14 +125,7 @@ class QualityHead:
         return (z + sum(m.logits(features) for m in self.members)) / (1 + len(self.members))
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        z = self.logits(features)
-        if self.calib_a is not None and self.calib_b is not None:
-            z = self.calib_a * z + self.calib_b
-            if self.calib_knn is not None and self.knn_k > 0:
-                z = z + self.calib_knn * self.knn_logit(features)
-            if self.calib_task is not None and self.task_prior is not None:
-                z = z + self.calib_task * self.task_prior.transform(features)
-        p = sigmoid(z)
+        p = sigmoid(self.calibrated_logits(features))
         if self.prior is not None and self.shrink > 0:
             p = (1.0 - self.shrink) * p + self.shrink * self.prior
         return p
@@ -123,6 +150,8 @@ class QualityHead:
             arrays.update({f"task/{k}": v for k, v in self.task_prior.arrays().items()})
         if self.prior is not None:
             arrays["prior"], arrays["shrink"] = self.prior, np.array(self.shrink)
+        if self.stack_mix is not None:
+            arrays["stack_mix"] = self.stack_mix
         arrays["n_members"] = np.array(len(self.members))
         for i, member in enumerate(self.members):
             for key, value in member._arrays().items():
@@ -155,4 +184,5 @@ class QualityHead:
             members=members,
             prior=d["prior"] if "prior" in d else None,
             shrink=float(d["shrink"]) if "shrink" in d else 0.0,
+            stack_mix=d["stack_mix"] if "stack_mix" in d else None,
         )

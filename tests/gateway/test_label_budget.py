@@ -112,3 +112,16 @@ def test_label_reads_feedback_users_left_in_the_request_log(fake_upstream: Threa
     found = GatewayRouterBackend().stored_feedback(config_path, [("tenant-a", "req-0"), ("tenant-a", "req-1"),
                                                                  ("tenant-b", "req-1")])
     assert found == {"req-1": 0.25}  # req-0 has none; tenant-b may not see tenant-a's request
+
+
+def test_pairwise_label_needs_a_reference_candidate_and_spends_nothing_without_one(fake_upstream: ThreadedServer,
+                                                                                tmp_path: Path) -> None:
+    config_path = tmp_path / "gateway.yaml"
+    config_path.write_text(yaml.safe_dump(base_config(fake_upstream.url, tmp_path)))
+    write_log(tmp_path / "log.jsonl", 2)
+    res = runner.invoke(make_app(GatewayRouterBackend()), [
+        "label", "--config", str(config_path), "--from-log", str(tmp_path / "log.jsonl"), "--judge", "via-litellm",
+        "--models", "fast", "--tenant", "tenant-a", "--budget-usd", "1", "--grading", "pairwise",
+        "--out", str(tmp_path / "o.jsonl")])
+    assert res.exit_code == 2 and "--reference" in res.output
+    assert tenant_spent(config_path) == 0.0

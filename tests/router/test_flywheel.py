@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from router.artifact import read_manifest
 from router.lab.cli import make_app
-from router.lab.label import CompletionOutcome
+from router.lab.label import CompletionOutcome, parse_pairwise_message
 from tests.router.flywheel_support import train_small, two_kind_rows
 
 
@@ -30,10 +30,18 @@ class TruthJudgedModels:
         if model != "judge":
             return CompletionOutcome(text=f"{model}::{messages[-1]['content']}", prompt_tokens=20, completion_tokens=50,
                                     cost_usd=1e-5 if model == "cheap" else 1e-3)
+        pair = parse_pairwise_message(messages[-1]["content"])
+        if pair is not None:
+            first, second = (self._right(answer) for answer in pair[1:])
+            return CompletionOutcome(text="A" if first > second else "B" if second > first else "TIE", prompt_tokens=1,
+                                    completion_tokens=1, cost_usd=0.0)
         answer = messages[-1]["content"].split("\n\nAnswer:\n", 1)[1].rsplit("\n\nGrade", 1)[0]
-        name, _, prompt = answer.partition("::")
-        return CompletionOutcome(text="9" if self.truth[(prompt, name)] >= 0.5 else "2", prompt_tokens=1,
+        return CompletionOutcome(text="9" if self._right(answer) else "2", prompt_tokens=1,
                                 completion_tokens=1, cost_usd=0.0)
+
+    def _right(self, answer: str) -> bool:
+        name, _, prompt = answer.partition("::")
+        return self.truth[(prompt, name)] >= 0.5
 
     async def spent_usd(self) -> float:
         return self.spent
@@ -56,6 +64,30 @@ class ScriptedBackend:
 
 
 def test_one_round_promotes_a_better_router_and_reports_beside_it(tmp_path: Path) -> None:
+    report = _one_round(tmp_path, {"feedback": "feedback.jsonl"})
+    assert report["label"]["calibration"]["agreement"] == 1.0 and report["judge_weight"] == 1.0
+
+
+def test_a_pairwise_judged_round_promotes_the_better_router(tmp_path: Path) -> None:
+    # "dear" solves every prompt: compared with it, "cheap" ties where it is right and loses where it is not.
+    report = _one_round(tmp_path, {"grading": "pairwise", "reference": "dear"})
+    assert report["label"]["grading"] == "pairwise" and report["label"]["reference"] == "dear"
+
+
+def test_a_pairwise_flywheel_config_names_its_reference(tmp_path: Path) -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from router.lab.flywheel import FlywheelConfig
+
+    with pytest.raises(ValidationError, match="reference"):
+        FlywheelConfig(gateway_config=tmp_path, tenant="t", log=tmp_path, artifact=tmp_path, judge="judge",
+                       candidates=["cheap", "dear"], budget_usd=1.0, grading="pairwise")
+
+
+def _one_round(tmp_path: Path, options: dict[str, str]) -> dict:  # type: ignore[type-arg]
+    """One flywheel round through the CLI on the two-kind traffic, from a champion trained on inverted
+    outcomes; asserts the better challenger was promoted and reported beside the artifact."""
     serving = train_small(two_kind_rows(20, seed=11, inverted=True), tmp_path / "serving")
     champion_version = read_manifest(serving).version
     traffic = two_kind_rows(150, seed=12)
@@ -71,18 +103,18 @@ def test_one_round_promotes_a_better_router_and_reports_beside_it(tmp_path: Path
     (tmp_path / "flywheel.yaml").write_text(yaml.safe_dump({
         "gateway_config": "gateway.yaml", "tenant": "labeler", "log": "log.jsonl", "artifact": "serving",
         "judge": "judge", "candidates": ["cheap", "dear"], "sample": 150, "budget_usd": 2.0,
-        "feedback": "feedback.jsonl", "n_boot": 300, "rounds": 6}))
+        "n_boot": 300, "rounds": 6, **options}))
     backend = ScriptedBackend(TruthJudgedModels(truth))
     res = CliRunner().invoke(make_app(backend), ["flywheel", "--config", str(tmp_path / "flywheel.yaml")])
     assert res.exit_code == 0, res.output
     assert backend.opened == [("labeler", 2.0)]
     report = json.loads(res.output)
-    assert report["label"]["calibration"]["agreement"] == 1.0 and report["judge_weight"] == 1.0
     assert report["compare"]["gate"]["passed"], report["compare"]["gate"]["reason"]
     assert report["promote"]["promoted"]
     assert serving.is_symlink() and read_manifest(serving).version != champion_version
     reports = list((tmp_path / "serving.flywheel").glob("round-*.json"))
     assert len(reports) == 1 and json.loads(reports[0].read_text())["promote"]["promoted"]
+    return report
 
 
 def test_flywheel_without_a_gateway_says_where_to_run_it(tmp_path: Path) -> None:

@@ -103,3 +103,84 @@ def test_parse_judge_message_inverts_judge_messages() -> None:
     answer = "It is 4.\n\nAnswer:\n4\n\nGrade (1-10): 10"
     messages = judge_messages(request, answer, "rubric")
     assert parse_judge_message(messages[-1]["content"]) == ("What is 2+2?\nAnswer: briefly", answer)
+
+
+class PairwiseJudge(ScriptedModels):
+    """A judge that prefers the strong model's answer to the weak one's, and otherwise favours
+    whichever answer it is shown first (the position bias that asking both ways cancels)."""
+
+    async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionOutcome:
+        if model != "judge":
+            return await super().complete(model, messages, max_tokens)
+        from router.lab.label import parse_pairwise_message
+
+        self.spent += 0.001
+        pair = parse_pairwise_message(messages[-1]["content"])
+        assert pair is not None, "pairwise grading must send pairwise turns"
+        _, first, second = pair
+        if {first, second} == {"A:weak", "A:strong"}:
+            text = "A" if first == "A:strong" else "B"
+        else:
+            text = "A"  # position bias
+        return CompletionOutcome(text=text, prompt_tokens=5, completion_tokens=1, cost_usd=0.001)
+
+
+def test_pairwise_grading_compares_each_answer_with_the_reference_both_ways() -> None:
+    log = [logged(i) for i in range(20)]
+    rows, report = asyncio.run(label(log, PairwiseJudge(), judge="judge", candidates=["weak", "strong"],
+                                     budget_usd=1.0, grading="pairwise", reference="strong"))
+    judged = [r for r in rows if r.source == "judge"]
+    assert report.grading == "pairwise" and report.reference == "strong"
+    assert all(r.score == 1.0 for r in judged if r.model == "strong")  # the yardstick
+    assert [r.score for r in judged if r.model == "weak"] == [0.0] * 20  # lost both ways round
+    assert report.calls == 20 + 2 * 20  # one counterfactual answer, two comparisons per request
+
+
+def test_pairwise_position_bias_alone_reads_as_a_tie() -> None:
+    class Tied(PairwiseJudge):
+        async def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> CompletionOutcome:
+            if model == "judge":
+                return CompletionOutcome(text="A", prompt_tokens=5, completion_tokens=1, cost_usd=0.0)
+            return await super().complete(model, messages, max_tokens)
+
+    # Feedback says the weak answers were right: a tie (preference 0.5) meets the calibrated cut.
+    feedback = {f"r{i}": 1.0 for i in range(10)}
+    rows, report = asyncio.run(label([logged(i) for i in range(10)], Tied(), judge="judge", candidates=["weak", "strong"],
+                                     budget_usd=1.0, grading="pairwise", reference="strong", feedback=feedback))
+    assert report.calibration.n == 10  # the weak (served) answers only: the reference is not calibrated
+    assert all(r.score == 1.0 for r in rows if r.source == "judge")
+
+
+def test_pairwise_grading_needs_a_reference_among_the_candidates() -> None:
+    with pytest.raises(ValueError, match="reference"):
+        asyncio.run(label([logged(0)], ScriptedModels(), judge="judge", candidates=["weak", "strong"], budget_usd=1.0,
+                          grading="pairwise", reference="judge"))
+
+
+def test_pairwise_messages_round_trip_and_verdicts() -> None:
+    from router.lab.label import judge_messages, pairwise_messages, parse_pairwise_message, parse_preference
+
+    request = logged(3)
+    assert parse_pairwise_message(pairwise_messages(request, "one", "two\n\nAnswer A:\nx", "r")[-1]["content"]) == (
+        "question 3", "one", "two\n\nAnswer A:\nx")
+    assert parse_pairwise_message(judge_messages(request, "one", "r")[-1]["content"]) is None
+    assert [parse_preference(t) for t in ("A", "B.", "Tie", "TIE - both wrong", "neither", "a draw, really")] == [
+        1.0, 0.0, 0.5, 0.5, None, None]
+
+
+def test_the_simulations_replay_judge_compares_recorded_answers() -> None:
+    from contracts.outcomes import OutcomeRow
+    from router.lab.label import pairwise_messages
+    from testkit.replay_upstream import RecordedAnswers
+
+    rows = [OutcomeRow(prompt="question 1", model=m, score=s, response=f"says {m}") for m, s in
+            (("weak", 0.0), ("strong", 1.0), ("other", 0.0))]
+    judge = RecordedAnswers(rows, epsilon=0.0, seed=0)
+    request = logged(1)
+
+    def verdict(first: str, second: str) -> str:
+        return judge.grade(pairwise_messages(request, f"says {first}", f"says {second}", "r")[-1]["content"])
+
+    assert (verdict("weak", "strong"), verdict("strong", "weak"), verdict("weak", "other")) == ("B", "A", "TIE")
+    always_flipped = RecordedAnswers(rows, epsilon=1.0, seed=0)
+    assert always_flipped.grade(pairwise_messages(request, "says weak", "says strong", "r")[-1]["content"]) == "A"

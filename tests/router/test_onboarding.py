@@ -246,3 +246,61 @@ def test_the_new_column_is_exactly_the_fitted_design_logit_for_an_ensemble_head(
     expected = np.hstack([design_features(head, x), np.ones((60, 1))]) @ fit.theta_
     np.testing.assert_allclose(extended.logits(x)[:, -1], expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(extended.logits(x)[:, :4], head.logits(x))
+
+
+def _stacked_head(rng: np.random.Generator, d: int = 6, m: int = 4) -> QualityHead:
+    """A head whose calibrator also uses kNN and task-prior terms, as `train` fits them."""
+    from router.features.task_prior import TaskPrior
+
+    head = QualityHead(np.zeros(d, np.float32), np.ones(d, np.float32), rng.normal(size=(m, d)).astype(np.float32),
+                       rng.normal(size=m).astype(np.float32))
+    head.calib_a, head.calib_b = rng.uniform(0.5, 1.5, m).astype(np.float32), rng.normal(size=m).astype(np.float32)
+    keys = rng.normal(size=(40, d))
+    head.knn_keys = (keys / np.linalg.norm(keys, axis=1, keepdims=True)).astype(np.float32)  # embedders L2-normalize
+    head.knn_values = (rng.random((40, m)) < 0.5).astype(np.float32)
+    head.knn_k, head.calib_knn = 5, rng.uniform(0.2, 1.0, m).astype(np.float32)
+    head.task_prior = TaskPrior(["a", "b", "c"], np.zeros(d, np.float32), np.ones(d, np.float32),
+                                rng.normal(size=(3, d)).astype(np.float32), np.zeros(3, np.float32),
+                                rng.uniform(0.1, 0.9, (3, m)).astype(np.float32))
+    head.calib_task = rng.uniform(0.2, 1.0, m).astype(np.float32)
+    return head
+
+
+def test_an_onboarded_model_borrows_the_known_models_knn_and_task_terms(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    head = _stacked_head(rng)
+    x = rng.normal(size=(80, 6)).astype(np.float32)
+    # The new model follows the known models' full (stacked) logits, so the stacked terms carry signal.
+    y = (rng.random(80) < 1 / (1 + np.exp(-head.calibrated_logits(x)[:, :2].mean(axis=1)))).astype(float)
+    fit = NewModelFit().fit(head, x, y)
+    extended = fit.extend(head)
+    expected = np.hstack([design_features(head, x), np.ones((80, 1))]) @ fit.theta_
+    np.testing.assert_allclose(extended.calibrated_logits(x)[:, -1], expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(extended.predict_proba(x)[:, :4], head.predict_proba(x), rtol=1e-6)
+
+    # A second newcomer is fitted on all five columns, the first newcomer's borrowed terms included.
+    y2 = (rng.random(80) < 0.6).astype(float)
+    fit2 = NewModelFit().fit(extended, x, y2)
+    twice = fit2.extend(extended)
+    expected2 = np.hstack([design_features(extended, x), np.ones((80, 1))]) @ fit2.theta_
+    np.testing.assert_allclose(twice.calibrated_logits(x)[:, -1], expected2, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(twice.predict_proba(x)[:, :5], extended.predict_proba(x), rtol=1e-6)
+
+    twice.save(tmp_path / "head.npz")
+    np.testing.assert_allclose(QualityHead.load(tmp_path / "head.npz").predict_proba(x), twice.predict_proba(x), rtol=1e-5)
+
+
+def test_design_features_describe_training_prompts_without_their_own_knn_outcomes() -> None:
+    rng = np.random.default_rng(6)
+    head = _stacked_head(rng)
+    head.calib_task = head.task_prior = None
+    keys = head.knn_keys
+    assert keys is not None and head.knn_values is not None
+    # Each key's own outcome is the opposite of all its neighbours': with itself counted, its kNN
+    # term would lean toward its own outcome.
+    head.knn_values[:] = 1.0
+    head.knn_values[0] = 0.0
+    with_self = head.calibrated_logits(keys[:1])
+    without_self = head.calibrated_logits(keys[:1], exclude_self=True)
+    assert np.all(without_self > with_self)
+    np.testing.assert_allclose(design_features(head, keys[:1])[:, :4], without_self, rtol=1e-6)
