@@ -36,6 +36,7 @@ from typing import Protocol
 import numpy as np
 
 from bench.paths import DATA as SHARED_DATA
+from contracts.environment import apply_environment_defaults
 from contracts.outcomes import OutcomeRow, read_outcomes
 from router.api import load_router
 from router.lab.compare import served_metrics
@@ -283,6 +284,7 @@ def plot(results: list[dict], path: Path) -> None:
 
 
 def main() -> None:
+    apply_environment_defaults()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epsilon", type=float, nargs="+", default=[0.15])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])

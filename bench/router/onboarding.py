@@ -71,7 +71,8 @@ ROUTER_RECIPE = "factor-r16-h64-wd0.1-do0.3-f3-v1"
 
 def cached_router(source: str, seed: int, x: np.ndarray, m: OutcomeMatrix, cols: list[int], emb_dim: int) -> tuple[QualityHead, LengthModel, float]:
     """`fit_router`, kept on disk per (dataset, seed, models): onboarding changes do not retrain.
-    Returns the router and the seconds its fit took (when it was fitted)."""
+    Returns the router as saved (what a gateway and `ttc router onboard` load: the kNN keys are
+    stored as float16, which moves the probe choice) and the seconds its fit took."""
     name = "+".join(m.models[c].replace("/", "_") for c in cols)
     digest = hashlib.sha256(f"{ROUTER_RECIPE}|{name}".encode()).hexdigest()[:16]
     base = default_cache_dir() / "bench" / "onboarding" / f"{source}-seed{seed}-{digest}"
@@ -84,7 +85,7 @@ def cached_router(source: str, seed: int, x: np.ndarray, m: OutcomeMatrix, cols:
     head.save(head_path)
     length.save(length_path)
     time_path.write_text(f"{fit_s:.1f}\n")
-    return head, length, fit_s
+    return QualityHead.load(head_path), LengthModel.load(length_path), fit_s
 
 
 def fit_router(x: np.ndarray, m: OutcomeMatrix, cols: list[int], emb_dim: int, seed: int) -> tuple[QualityHead, LengthModel]:
@@ -172,13 +173,26 @@ def summarize(source: str, runs: list[dict], ks: list[int], command: str) -> str
              f"Command: `{command}`  ", f"Seeds: {[r['seed'] for r in runs]}; held-out models per seed: {len(runs[0]['held_out'])}; "
              f"train/test prompts (seed {runs[0]['seed']}): {runs[0]['n_train']}/{runs[0]['n_test']}. Featurizer: static (cached); "
              "router: shared factor model only, 3-fold calibration (see bench/router/onboarding.py).", "",
-             f"Mean {metric.upper()} over (held-out model, seed); the full retrain's is the same router for every held-out model of a seed.", "",
+             f"Mean {metric.upper()} ± SD over (held-out model, seed); the full retrain's is the same router for every held-out "
+             "model of a seed. Differences: mean [95% bootstrap interval over the (held-out model, seed) pairs].", "",
              "| K | probes | random K | full retrain | probes - full | probes - random |", "|---|---|---|---|---|---|"]
     f_mean = float(np.mean(full))
+
+    def paired(key: str, k: int, against: str) -> str:
+        """Mean difference over (held-out model, seed) pairs with a 95% bootstrap interval over the pairs."""
+        a = np.array([r["held_out"][m]["k"][str(k)][key][metric] for r in runs for m in r["held_out"]])
+        b = (np.array([r["full"][metric] for r in runs for _ in r["held_out"]]) if against == "full" else
+             np.array([r["held_out"][m]["k"][str(k)][against][metric] for r in runs for m in r["held_out"]]))
+        d = a - b
+        draws = np.random.default_rng(0).integers(0, len(d), (5000, len(d)))
+        low, high = np.percentile(d[draws].mean(axis=1), [2.5, 97.5])
+        return f"{d.mean():+.4f} [{low:+.4f}, {high:+.4f}]"
+
     for k in ks:
         p, ps = mean_over("probes", k, metric)
         r, rs = mean_over("random", k, metric)
-        lines.append(f"| {k} | {p:.4f} ± {ps:.4f} | {r:.4f} ± {rs:.4f} | {f_mean:.4f} | {p - f_mean:+.4f} | {p - r:+.4f} |")
+        lines.append(f"| {k} | {p:.4f} ± {ps:.4f} | {r:.4f} ± {rs:.4f} | {f_mean:.4f} | {paired('probes', k, 'full')} | "
+                     f"{paired('probes', k, 'random')} |")
     mix = [r["random_mix"][metric] for r in runs]
     lines += ["", f"Random mixing {metric.upper()}: {np.mean(mix):.4f}; best single model quality: "
               + ", ".join(f"seed {r['seed']} {r['best_single']['model']} {r['best_single']['quality']:.4f}" for r in runs), ""]
