@@ -35,7 +35,8 @@ from router.api import load_router
 from router.artifact import MANIFEST, read_manifest, write_manifest
 from router.lab.outcomes import prompt_key
 from router.lab.probes import PROBES_FILE, design_features
-from router.predictors.head import QualityHead
+from router.lab.task_offsets import TASK_PENALTIES, fit_offsets, offset_logit
+from router.predictors.head import QualityHead, sigmoid
 from router.predictors.length import LengthModel
 
 # (lambda on w - w0, lambda on delta); inf freezes delta at zero (the known models' span only).
@@ -82,8 +83,10 @@ def _log_loss(t: np.ndarray, y: np.ndarray) -> float:
 class NewModelFit:
     """Fits a new model's column for a frozen `QualityHead`; sets `theta_`, `penalty_`, `prior_`."""
 
-    def __init__(self, penalties: Sequence[tuple[float, float]] = PENALTY_GRID, folds: int = 5, seed: int = 0) -> None:
+    def __init__(self, penalties: Sequence[tuple[float, float]] = PENALTY_GRID, folds: int = 5, seed: int = 0,
+                 task_penalties: Sequence[float] = TASK_PENALTIES) -> None:
         self.penalties = penalties
+        self.task_penalties = task_penalties
         self.folds = folds
         self.seed = seed
 
@@ -105,12 +108,33 @@ class NewModelFit:
         best = int(np.argmin(losses)) if cross_validated else int(np.argmax([lw + ld for lw, ld in self.penalties]))
         self.penalty_ = self.penalties[best]
         self.theta_ = _fit_penalized(d, y, n_known, w0, *self.penalty_)
+        self._fit_task_offsets(head, x, d, y, n_known, w0, cross_validated, folds)
         self.prior_ = float((y.sum() + 0.5) / (len(y) + 1.0))  # smoothed probe success rate
         self.report_ = {"n": len(y), "mean_score": float(y.mean()), "penalty": {"known_weights": float(self.penalty_[0]),
                                                                  "own_vector": float(self.penalty_[1]) if np.isfinite(self.penalty_[1]) else "frozen"},
                         "cv_log_loss": float(losses[best] / len(y)) if cross_validated else None,
-                        "weights_on_known": self.theta_[:n_known].round(4).tolist()}
+                        "weights_on_known": self.theta_[:n_known].round(4).tolist(),
+                        "task_offsets": None if self.task_offsets_ is None else {
+                            "penalty": self.task_penalty_, "max_abs": float(np.abs(self.task_offsets_).max())}}
         return self
+
+    def _fit_task_offsets(self, head: QualityHead, x: np.ndarray, d: np.ndarray, y: np.ndarray, n_known: int,
+                          w0: np.ndarray, cross_validated: bool, folds: int) -> None:
+        """The new model's own per-task offsets (router.lab.task_offsets), strength by CV on the probes."""
+        self.task_offsets_: np.ndarray | None = None
+        self.task_penalty_: float | None = None
+        if head.task_prior is None or head.calib_task is None or not cross_validated:
+            return
+        proba = head.task_prior.task_proba(x).astype(np.float64)
+        losses = np.zeros(len(self.task_penalties))
+        for tr, va in KFold(folds, shuffle=True, random_state=self.seed).split(d):
+            theta = _fit_penalized(d[tr], y[tr], n_known, w0, *self.penalty_)
+            for i, penalty in enumerate(self.task_penalties):
+                gamma = fit_offsets(d[tr] @ theta, proba[tr], y[tr], penalty)
+                losses[i] += _log_loss(d[va] @ theta + offset_logit(proba[va], gamma), y[va]) * len(va)
+        self.task_penalty_ = self.task_penalties[int(np.argmin(losses))]
+        if np.isfinite(self.task_penalty_):
+            self.task_offsets_ = fit_offsets(d @ self.theta_, proba, y, self.task_penalty_)
 
     def extend(self, head: QualityHead) -> QualityHead:
         """A copy of `head` with the new model as its last column; the others' arrays unchanged."""
@@ -139,8 +163,12 @@ class NewModelFit:
             top.calib_knn = np.append(head.calib_knn, zeros)  # no neighbours' outcomes for the new model
             top.knn_values = np.column_stack([head.knn_values, np.full(len(head.knn_values), self.prior_)]).astype(np.float32)
         if head.calib_task is not None and head.task_prior is not None:
-            top.calib_task = np.append(head.calib_task, zeros)
-            rates = np.column_stack([head.task_prior.rates, np.full(len(head.task_prior.rates), self.prior_)])
+            if self.task_offsets_ is not None:  # its own task term: logit(P(task | x) @ sigmoid(gamma))
+                own_rates, own_weight = sigmoid(self.task_offsets_), ones
+            else:
+                own_rates, own_weight = np.full(len(head.task_prior.rates), self.prior_), zeros
+            top.calib_task = np.append(head.calib_task, own_weight)
+            rates = np.column_stack([head.task_prior.rates, own_rates])
             top.task_prior = replace(head.task_prior, rates=rates.astype(np.float32))
         if head.prior is not None:
             top.prior = np.append(head.prior, np.float32(self.prior_)).astype(np.float32)
@@ -148,7 +176,8 @@ class NewModelFit:
             known_mix = head.stack_mix if head.stack_mix is not None else np.eye(n_known, dtype=np.float32)
             mix = np.zeros((n_known + 1, n_known + 1), dtype=np.float32)
             mix[:n_known, :n_known] = known_mix
-            mix[:n_known, n_known] = known_mix @ w  # the new model's own terms are zero (calib 0)
+            mix[:n_known, n_known] = known_mix @ w
+            mix[n_known, n_known] = 1.0  # its own terms: the task offsets, if any (else calib 0)
             top.stack_mix = mix
         return top
 

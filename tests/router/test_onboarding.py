@@ -19,6 +19,7 @@ from router.lab.collect import CompletionOutcome
 from router.lab.evaluate import _Context
 from router.lab.matrix import build_matrix
 from router.lab.onboard import NewModelFit, onboard
+from router.lab.task_offsets import offset_logit
 from router.lab.probes import ProbeSelector, design_features, read_probes
 from router.predictors.head import QualityHead
 from router.lab.train import TrainConfig, expected_cost, train_router
@@ -272,17 +273,22 @@ def test_an_onboarded_model_borrows_the_known_models_knn_and_task_terms(tmp_path
     x = rng.normal(size=(80, 6)).astype(np.float32)
     # The new model follows the known models' full (stacked) logits, so the stacked terms carry signal.
     y = (rng.random(80) < 1 / (1 + np.exp(-head.calibrated_logits(x)[:, :2].mean(axis=1)))).astype(float)
-    fit = NewModelFit().fit(head, x, y)
+    # Offsets off here (only an infinite penalty): the column must be exactly the fitted design logit.
+    fit = NewModelFit(task_penalties=(float("inf"),)).fit(head, x, y)
     extended = fit.extend(head)
     expected = np.hstack([design_features(head, x), np.ones((80, 1))]) @ fit.theta_
     np.testing.assert_allclose(extended.calibrated_logits(x)[:, -1], expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(extended.predict_proba(x)[:, :4], head.predict_proba(x), rtol=1e-6)
 
-    # A second newcomer is fitted on all five columns, the first newcomer's borrowed terms included.
+    # A second newcomer is fitted on all five columns, the first newcomer's borrowed terms included;
+    # its own task offsets (forced on) add exactly their term.
     y2 = (rng.random(80) < 0.6).astype(float)
-    fit2 = NewModelFit().fit(extended, x, y2)
+    fit2 = NewModelFit(task_penalties=(1.0,)).fit(extended, x, y2)
+    assert fit2.task_offsets_ is not None and np.abs(fit2.task_offsets_).max() > 0
     twice = fit2.extend(extended)
-    expected2 = np.hstack([design_features(extended, x), np.ones((80, 1))]) @ fit2.theta_
+    assert extended.task_prior is not None
+    expected2 = (np.hstack([design_features(extended, x), np.ones((80, 1))]) @ fit2.theta_
+                 + offset_logit(extended.task_prior.task_proba(x), fit2.task_offsets_))
     np.testing.assert_allclose(twice.calibrated_logits(x)[:, -1], expected2, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(twice.predict_proba(x)[:, :5], extended.predict_proba(x), rtol=1e-6)
 
@@ -304,3 +310,23 @@ def test_design_features_describe_training_prompts_without_their_own_knn_outcome
     without_self = head.calibrated_logits(keys[:1], exclude_self=True)
     assert np.all(without_self > with_self)
     np.testing.assert_allclose(design_features(head, keys[:1])[:, :4], without_self, rtol=1e-6)
+
+
+def test_a_new_model_gets_its_own_task_offsets_where_the_probes_show_them() -> None:
+    rng = np.random.default_rng(8)
+    head = _stacked_head(rng)
+    assert head.task_prior is not None
+    head.task_prior.coef = head.task_prior.coef * 20  # a confident task classifier
+    x = rng.normal(size=(150, 6)).astype(np.float32)
+    task = head.task_prior.task_proba(x).argmax(axis=1)
+    # Unlike every known model, the newcomer solves the first task and fails the others.
+    y = (task == 0).astype(float)
+    fit = NewModelFit().fit(head, x, y)
+    assert fit.task_offsets_ is not None and np.isfinite(fit.task_penalty_)
+    p_new = fit.extend(head).predict_proba(x)[:, -1]
+    assert p_new[task == 0].mean() > 0.8 > 0.2 > p_new[task != 0].mean()
+
+    # No task effect beyond the known models' (the newcomer is one of them): the offsets stay off.
+    y_same = (rng.random(150) < head.predict_proba(x)[:, 0]).astype(float)
+    same = NewModelFit().fit(head, x, y_same)
+    assert same.task_offsets_ is None or np.abs(same.task_offsets_).max() < 0.5
