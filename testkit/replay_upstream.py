@@ -63,6 +63,10 @@ class RecordedAnswers:
                                     completion_tokens=1, cost_usd=0.0)
         return self.answer(model, user_turn)
 
+    def score(self, prompt: str, model: str) -> float:
+        """The recorded score of `model` on `prompt` (KeyError where none was recorded)."""
+        return self.rows[(prompt_key(prompt), model)].score
+
     def answer(self, model: str, prompt: str) -> CompletionOutcome:
         """Raises KeyError for a (model, prompt) the data set did not record."""
         row = self.rows[(prompt_key(prompt), model)]

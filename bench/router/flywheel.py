@@ -209,7 +209,8 @@ def run(seed: int, epsilon: float, rounds: int, round_size: int, work: Path, len
             from bench.router.flywheel_gateway import GatewayRounds
 
             server_prices = {m: prices[m].model_dump() for m in models}
-            driver: Rounds = stack.enter_context(GatewayRounds(answers, server_prices, serving, run_dir, traffic_pool[0]))
+            driver: Rounds = stack.enter_context(GatewayRounds(answers, server_prices, serving, run_dir, traffic_pool[0],
+                                                               feedback_rows))
         else:
             driver = InProcessRounds(answers, by_cell, models, rng, serving, feedback_rows)
         # Pairwise grading compares with the most expensive candidate's answer (the strongest, here).
@@ -295,15 +296,14 @@ def main() -> None:
     parser.add_argument("--gate-metric", default="aiq", choices=["aiq", "apgr", "quality_at_matched_cost"])
     parser.add_argument("--lenient-judge", action="store_true", help="judge grades 9 right / 6 wrong (default cut miscalibrated)")
     parser.add_argument("--feedback-rows", type=int, nargs="+", default=[0],
-                        help="users' feedback on this many served answers in total (ground truth for calibration)")
+                        help="users' feedback on this many served answers in total (ground truth for calibration; "
+                             "with --gateway, posted to POST /v1/feedback)")
     parser.add_argument("--dataset", default=GSM8K, choices=DATASETS)
     parser.add_argument("--grading", default="absolute", choices=["absolute", "pairwise"],
                         help="the judge grades each answer, or compares it with the most expensive model's")
     parser.add_argument("--gateway", action="store_true",
                         help="route the traffic through a real `ttc serve` and run each round with the `ttc` CLI")
     args = parser.parse_args()
-    if args.gateway and any(args.feedback_rows):
-        parser.error("--feedback-rows is simulated in process only (the gateway reads feedback from POST /v1/feedback)")
     print(banner(args.dataset, args.gateway), flush=True)
     results = [run(seed, eps, args.rounds, args.round_size, args.work, args.lenient_judge, fb, args.gate_metric,
                    args.dataset, args.gateway, args.grading)

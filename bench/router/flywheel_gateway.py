@@ -5,7 +5,9 @@ served artifact (explore_rate 0.05, request log on with content for the traffic 
 candidate models and the `judge` answered by testkit.replay_upstream. Each round sends its
 requests over HTTP, then runs what a user's cron job runs: `ttc requests export`, then
 `ttc router flywheel --config flywheel.yaml` (labels charged to a tenant of their own), and
-waits until the gateway has hot-reloaded a promoted artifact.
+waits until the gateway has hot-reloaded a promoted artifact. With `feedback_rows`, "users" leave
+feedback (the served answer's recorded correctness) through `POST /v1/feedback` on the first
+answers of each round until that many are given; the flywheel reads it from the request log.
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ class GatewayRounds:
     """Runs flywheel rounds through a live gateway; a context manager owning both servers."""
 
     def __init__(self, answers: RecordedAnswers, prices: dict[str, dict[str, float]], serving: Path, work: Path,
-                 probe_prompt: str) -> None:
+                 probe_prompt: str, feedback_rows: int = 0) -> None:
+        self.answers = answers
+        self.feedback_left = feedback_rows
         self.work = work
         self.probe_prompt = probe_prompt  # a recorded prompt: the replay upstream answers only those
         self.serving = serving
@@ -99,6 +103,8 @@ class GatewayRounds:
         since = time.time()
         served = asyncio.run(self._send(traffic))
         self._export(config.log, since, len(traffic))
+        if self.feedback_left > 0:
+            served["feedback_posted"] = asyncio.run(self._leave_feedback(config.log))
         flywheel_yaml = self.work / "flywheel.yaml"
         flywheel_yaml.write_text(yaml.safe_dump(config.model_copy(update={"gateway_config": self.config_path})
                                                 .model_dump(mode="json")), encoding="utf-8")
@@ -127,6 +133,20 @@ class GatewayRounds:
 
             await asyncio.gather(*(one(p) for p in traffic))
         return {"requests": len(traffic), "explored": explored, "router_versions": dict(versions)}
+
+    async def _leave_feedback(self, log: Path) -> int:
+        """Users rate served answers (their recorded correctness) over HTTP, up to the run's total."""
+        entries = [orjson.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+        chosen = entries[: self.feedback_left]
+        async with httpx.AsyncClient(base_url=self.url, headers={"authorization": f"Bearer {KEYS[TRAFFIC]}"},
+                                     timeout=60) as client:
+            for entry in chosen:
+                prompt = str(entry["messages"][-1]["content"])
+                score = self.answers.score(prompt, str(entry["served_model"]))
+                response = await client.post("/v1/feedback", json={"request_id": entry["request_id"], "score": score})
+                response.raise_for_status()
+        self.feedback_left -= len(chosen)
+        return len(chosen)
 
     def _export(self, out: Path, since: float, expected: int, attempts: int = 10) -> None:
         """`ttc requests export` of this round's traffic, once the log writer has flushed all of it."""
