@@ -225,6 +225,7 @@ def plot(source: str, runs: list[dict], ks: list[int], path: Path) -> None:  # t
     ax.axhline(np.mean([r["random_mix"][metric] for r in runs]), color="grey", ls=":", label="random mixing")
     ax.set_xscale("log")
     ax.set_xticks(ks, [str(k) for k in ks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # the K ticks only
     ax.set_xlabel("K (outcomes of the new model)")
     ax.set_ylabel(f"held-out {metric.upper()}")
     ax.set_title(f"{source}: leave one model out, seeds {[r['seed'] for r in runs]}")
