@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, cast, get_args
 
 import typer
 from pydantic import BaseModel
@@ -144,7 +144,7 @@ def _label_command(backend: object | None) -> Callable[..., None]:
         """Counterfactual answers and judge grades for logged requests, charged and capped; judge calibrated."""
         from contracts.outcomes import OutcomeFileError, OutcomeRow, read_outcomes, write_outcomes
         from router.lab.flywheel import read_feedback
-        from router.lab.label import LabelBackend, LabelReport, label, sample_requests
+        from router.lab.label import Grading, LabelBackend, LabelReport, label, sample_requests
         from router.lab.logdata import LogFileError, read_log
 
         if not isinstance(backend, LabelBackend):
@@ -163,8 +163,8 @@ def _label_command(backend: object | None) -> Callable[..., None]:
         unknown = [n for n in [*names, judge] if n not in opened.chat_models]
         if unknown or not names:
             _fail(f"unknown models {unknown}; the chat models tenant {tenant!r} may use are {list(opened.chat_models)}", code=2)
-        if grading not in ("absolute", "pairwise"):
-            _fail(f"--grading must be absolute or pairwise, not {grading!r}", code=2)
+        if grading not in get_args(Grading):
+            _fail(f"--grading must be one of {list(get_args(Grading))}, not {grading!r}", code=2)
         if grading == "pairwise" and reference not in names:
             _fail(f"--grading pairwise needs --reference, one of the candidates {names} (the strongest)", code=2)
 
@@ -172,7 +172,7 @@ def _label_command(backend: object | None) -> Callable[..., None]:
             try:
                 return await label(chosen, opened, judge=judge, candidates=names, budget_usd=budget_usd,
                                    feedback=truth, gold=gold_rows, rubric=instructions, max_tokens=max_tokens,
-                                   grading="pairwise" if grading == "pairwise" else "absolute", reference=reference,
+                                   grading=cast(Grading, grading), reference=reference,
                                    concurrency=concurrency)
             finally:
                 await opened.aclose()

@@ -99,16 +99,18 @@ class NewModelFit:
         folds = min(self.folds, len(y))
         losses = np.zeros(len(self.penalties))
         cross_validated = folds >= 2 and 0 < y.mean() < 1
-        if cross_validated:
-            for tr, va in KFold(folds, shuffle=True, random_state=self.seed).split(d):
-                for i, (lw, ld) in enumerate(self.penalties):
-                    theta = _fit_penalized(d[tr], y[tr], n_known, w0, lw, ld)
-                    losses[i] += _log_loss(d[va] @ theta, y[va]) * len(va)
+        splits = list(KFold(folds, shuffle=True, random_state=self.seed).split(d)) if cross_validated else []
+        fold_thetas: list[list[np.ndarray]] = [[] for _ in self.penalties]  # per penalty, per fold
+        for tr, va in splits:
+            for i, (lw, ld) in enumerate(self.penalties):
+                theta = _fit_penalized(d[tr], y[tr], n_known, w0, lw, ld)
+                fold_thetas[i].append(theta)
+                losses[i] += _log_loss(d[va] @ theta, y[va]) * len(va)
         # Without CV (too few probes, or all outcomes alike) the strongest pull toward the known models.
         best = int(np.argmin(losses)) if cross_validated else int(np.argmax([lw + ld for lw, ld in self.penalties]))
         self.penalty_ = self.penalties[best]
         self.theta_ = _fit_penalized(d, y, n_known, w0, *self.penalty_)
-        self._fit_task_offsets(head, x, d, y, n_known, w0, cross_validated, folds)
+        self._fit_task_offsets(head, x, d, y, list(zip(splits, fold_thetas[best], strict=True)))
         self.prior_ = float((y.sum() + 0.5) / (len(y) + 1.0))  # smoothed probe success rate
         self.report_ = {"n": len(y), "mean_score": float(y.mean()), "penalty": {"known_weights": float(self.penalty_[0]),
                                                                  "own_vector": float(self.penalty_[1]) if np.isfinite(self.penalty_[1]) else "frozen"},
@@ -118,17 +120,17 @@ class NewModelFit:
                             "penalty": self.task_penalty_, "max_abs": float(np.abs(self.task_offsets_).max())}}
         return self
 
-    def _fit_task_offsets(self, head: QualityHead, x: np.ndarray, d: np.ndarray, y: np.ndarray, n_known: int,
-                          w0: np.ndarray, cross_validated: bool, folds: int) -> None:
-        """The new model's own per-task offsets (router.lab.task_offsets), strength by CV on the probes."""
+    def _fit_task_offsets(self, head: QualityHead, x: np.ndarray, d: np.ndarray, y: np.ndarray,
+                          folds: list[tuple[tuple[np.ndarray, np.ndarray], np.ndarray]]) -> None:
+        """The new model's own per-task offsets (router.lab.task_offsets), strength by CV on the
+        probes: `folds` are the CV splits with the column fitted on each one's training part."""
         self.task_offsets_: np.ndarray | None = None
         self.task_penalty_: float | None = None
-        if head.task_prior is None or head.calib_task is None or not cross_validated:
+        if head.task_prior is None or head.calib_task is None or not folds:
             return
         proba = head.task_prior.task_proba(x).astype(np.float64)
         losses = np.zeros(len(self.task_penalties))
-        for tr, va in KFold(folds, shuffle=True, random_state=self.seed).split(d):
-            theta = _fit_penalized(d[tr], y[tr], n_known, w0, *self.penalty_)
+        for (tr, va), theta in folds:
             for i, penalty in enumerate(self.task_penalties):
                 gamma = fit_offsets(d[tr] @ theta, proba[tr], y[tr], penalty)
                 losses[i] += _log_loss(d[va] @ theta + offset_logit(proba[va], gamma), y[va]) * len(va)

@@ -10,8 +10,8 @@ clusters, so the strata also spread over the ways models disagree; leverage ente
 design, which is the space the new head is fitted in.
 
 Measured on LLMRouter (bench/router/onboarding.py; bench/results/router/onboarding-llmrouter.md,
-9 held-out models x 5 seeds): at K = 100 the strata beat K random prompts by +0.0021 AIQ, an
-interval of [-0.0009, +0.0054]: no better beyond noise. The choice is also fragile: the float16
+9 held-out models x 5 seeds): at K = 100 the strata beat K random prompts by +0.0019 AIQ, an
+interval of [-0.0012, +0.0053]: no better beyond noise (on MMLU, +0.019 [+0.004, +0.037]). The choice is also fragile: the float16
 rounding of the stored kNN keys moves single models' results by up to 0.02. Two alternatives did
 worse in a one-seed trial on two held-out models: a greedy D-optimal choice (highest leverage
 first; AIQ 0.597 vs 0.636 for random at K = 25) picks the extremes, from which the new model's

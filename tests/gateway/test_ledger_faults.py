@@ -13,7 +13,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import yaml
 
 from testkit.redis_server import RedisServer
 from testkit.servers import ProcessServer, ThreadedServer, free_port, ttc_command
+from testkit.waiting import wait_for
 from tests.gateway.conftest import ADMIN_KEY, TENANT_KEY, base_config, fake_model
 
 pytestmark = pytest.mark.slow
@@ -111,16 +111,6 @@ def warm_up(servers: list[ProcessServer]) -> None:
     with Load([s.url for s in servers], total=len(servers)) as load:
         pass
     assert load.statuses == {"200": len(servers)}
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
-    """Seconds until `condition` held; fails the test after `timeout_s` (a functional deadline)."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout_s:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def test_killed_gateway_is_charged_for_the_calls_it_made(fake_upstream: ThreadedServer, tmp_path: Path) -> None:

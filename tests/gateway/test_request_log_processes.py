@@ -16,6 +16,7 @@ import yaml
 
 from testkit.pg_cluster import ClusterUnavailable, PgCluster
 from testkit.servers import ProcessServer, ThreadedServer, free_port, ttc_command
+from testkit.waiting import wait_for
 from tests.gateway.conftest import ADMIN_KEY, TENANT_KEY, RunningGateway
 from tests.gateway.requestlog_support import rows
 from tests.gateway.test_request_log_faults import MESSAGES, burst, config_for, count, wait_for_rows
@@ -82,10 +83,9 @@ def test_postgres_stopped_for_10s_mid_run_fails_no_request_and_loses_no_row(
     gw = start_gateway(config_for(fake_upstream.url, tmp_path, postgres_url=pg_cluster.url, store_timeout_s=2))
     traffic = Traffic(gw).start()
     try:
-        deadline = time.monotonic() + 60
-        while count(pg_cluster.url)[0] < 50:  # rows reach the store before the outage
-            assert time.monotonic() < deadline and not traffic.failures, traffic.failures[:3]
-            time.sleep(0.2)
+        wait_for(lambda: bool(traffic.failures) or count(pg_cluster.url)[0] >= 50, 60,
+                 "rows reach the store before the outage")
+        assert not traffic.failures, traffic.failures[:3]
         pg_cluster.stop()
         stopped = time.monotonic()
         before_outage = len(traffic.ids)
