@@ -175,7 +175,7 @@ class InProcessRounds:
 
 def run(seed: int, epsilon: float, rounds: int, round_size: int, work: Path, lenient: bool = False,
         feedback_rows: int = 0, gate_metric: str = "aiq", dataset: str = GSM8K, gateway: bool = False,
-        grading: str = "absolute") -> dict:
+        grading: str = "absolute", gate_data: str = "holdout") -> dict:
     data = work / (f"data-{seed}" if dataset == GSM8K else f"data-{dataset}-{seed}")
     if not (data / "train.jsonl").exists():
         run_import(dataset, SHARED_DATA, data, seed=seed)
@@ -191,7 +191,7 @@ def run(seed: int, epsilon: float, rounds: int, round_size: int, work: Path, len
     mode = "-gateway" if gateway else ""
     prefix = "" if dataset == GSM8K else f"{dataset}-"
     run_dir = work / (f"{prefix}seed{seed}-eps{epsilon}{'-lenient' if lenient else ''}-fb{feedback_rows}-{gate_metric}{mode}"
-                      + ("-pairwise" if grading == "pairwise" else ""))
+                      + ("-pairwise" if grading == "pairwise" else "") + ("-crossfit" if gate_data == "crossfit" else ""))
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     seed_art = train(gold_seed, run_dir / "seed-router", prices, seed)
@@ -216,17 +216,17 @@ def run(seed: int, epsilon: float, rounds: int, round_size: int, work: Path, len
         # Pairwise grading compares with the most expensive candidate's answer (the strongest, here).
         strongest = max(models, key=lambda m: (prices[m].output_per_1m, prices[m].input_per_1m))
         history = [run_one(driver, round_no, rng, traffic_pool, round_size, rounds, serving, run_dir, test_rows,
-                           models, seed, gate_metric, cell_truth, grading, strongest)
+                           models, seed, gate_metric, cell_truth, grading, strongest, gate_data)
                    for round_no in range(1, rounds + 1)]
     return {"seed": seed, "epsilon": epsilon, "lenient_judge": lenient, "feedback_rows": feedback_rows, "gate_metric": gate_metric,
-            "grading": grading,
+            "grading": grading, "gate_data": gate_data,
             "dataset": dataset, "mode": "gateway" if gateway else "in-process", "reference": reference, "rounds": history}
 
 
 def run_one(driver: Rounds, round_no: int, rng: np.random.Generator, traffic_pool: list[str], round_size: int,
             rounds: int, serving: Path, run_dir: Path, test_rows: list[OutcomeRow], models: list[str], seed: int,
             gate_metric: str, cell_truth: dict[tuple[str, str], float], grading: str = "absolute",
-            reference: str | None = None) -> dict:
+            reference: str | None = None, gate_data: str = "holdout") -> dict:
     """One round through `driver`, and the served router measured on the test half before and after."""
     started = time.time()
     traffic = list(rng.choice(traffic_pool, round_size, replace=True))
@@ -234,7 +234,7 @@ def run_one(driver: Rounds, round_no: int, rng: np.random.Generator, traffic_poo
     config = FlywheelConfig(gateway_config=run_dir / "unused.yaml", tenant=LABEL_TENANT, log=run_dir / f"log-{round_no}.jsonl",
                             artifact=serving, judge=JUDGE, candidates=models, sample=round_size, budget_usd=1e9,
                             rounds=rounds, n_boot=1000, cv_folds=3, seed=seed, gate_metric=gate_metric,
-                            grading=grading, reference=reference if grading == "pairwise" else None)
+                            grading=grading, reference=reference if grading == "pairwise" else None, gate_data=gate_data)
     report, served_by = driver.run(round_no, traffic, config)
     after = served_metrics(load_router(serving), test_rows)
     challenger = served_metrics(load_router(report.challenger), test_rows) if report.challenger else None
@@ -303,10 +303,12 @@ def main() -> None:
                         help="the judge grades each answer, or compares it with the most expensive model's")
     parser.add_argument("--gateway", action="store_true",
                         help="route the traffic through a real `ttc serve` and run each round with the `ttc` CLI")
+    parser.add_argument("--gate-data", default="holdout", choices=["holdout", "crossfit"],
+                        help="the gate scores a held-out share of the labels, or every label by cross-fitting")
     args = parser.parse_args()
     print(banner(args.dataset, args.gateway), flush=True)
     results = [run(seed, eps, args.rounds, args.round_size, args.work, args.lenient_judge, fb, args.gate_metric,
-                   args.dataset, args.gateway, args.grading)
+                   args.dataset, args.gateway, args.grading, args.gate_data)
                for eps in args.epsilon for fb in args.feedback_rows for seed in args.seeds]
     OUT.mkdir(parents=True, exist_ok=True)
     payload = {"simulation": banner(args.dataset, args.gateway), "date": datetime.now(UTC).isoformat(), "args": vars(args) | {"work": str(args.work)},

@@ -14,6 +14,12 @@ above zero at level alpha / rounds. A flywheel compares once a round, so over ma
 per-comparison 5% test would promote a no-better router in about one round out of twenty; the
 Bonferroni split of a family-wise alpha over the planned rounds keeps that chance at alpha for
 the whole run.
+
+Cross-fitting (compare_crossfit) is the other way to get held-out scores: the challenger's
+recipe is trained K times, each time without one fold of the labelled prompts, and each prompt
+is scored by the fold router that never saw it. A reserved held-out share spends labels on the
+gate alone; cross-fitting lets every label both train and test, which is what gives the gate
+power when labels are few.
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel
 
 from contracts.outcomes import OutcomeRow
+from contracts.prices import Price
 from router.api import LearnedRouter, load_router
 from router.lab import metrics
 from router.lab.evaluate import LeakageError
@@ -65,18 +73,35 @@ class RoutedSweep:
     gain: np.ndarray  # (n,) predicted quality gain of strong over weak (PGR's threshold score); 2 models only
 
 
-def sweep(router: LearnedRouter, test: OutcomeMatrix, strong: int, weak: int, cost_weight: float | None) -> RoutedSweep:
+@dataclass
+class PredictedRouting:
+    """What a router predicts for the held-out prompts (columns in the test's model order), and
+    how it trades quality for cost."""
+
+    quality: np.ndarray  # (n, m)
+    cost: np.ndarray  # (n, m) expected USD
+    cost_scale_usd: float
+    default_cost_weight: float
+
+
+def predicted(router: LearnedRouter, test: OutcomeMatrix, idx: np.ndarray | None = None) -> PredictedRouting:
+    """`router`'s predictions for the test prompts (or those at `idx`)."""
     manifest = router.manifest
+    at = np.arange(len(test.prompts)) if idx is None else idx
     order = [manifest.models.index(m) for m in test.models]
-    pred = router.predict_features(router.featurizer.transform(test.prompts))
-    quality = pred.quality[:, order]
-    cost = expected_cost(test.prompt_tokens, pred.completion_tokens[:, order], test.models, manifest.prices)
-    scale = manifest.cost_scale_usd
+    pred = router.predict_features(router.featurizer.transform([test.prompts[i] for i in at]))
+    cost = expected_cost(test.prompt_tokens[at], pred.completion_tokens[:, order], test.models, manifest.prices)
+    return PredictedRouting(quality=pred.quality[:, order], cost=cost, cost_scale_usd=manifest.cost_scale_usd,
+                            default_cost_weight=manifest.default_cost_weight)
+
+
+def sweep(pred: PredictedRouting, strong: int, weak: int, cost_weight: float | None) -> RoutedSweep:
+    quality, cost, scale = pred.quality, pred.cost, pred.cost_scale_usd
     grid = cost_weight_grid(quality, cost, scale)
     choices = np.unique(np.stack([choose_by_utility(quality, cost, float(w), scale) for w in grid]), axis=0)
-    weight = manifest.default_cost_weight if cost_weight is None else cost_weight
+    weight = pred.default_cost_weight if cost_weight is None else cost_weight
     default = choose_by_utility(quality, cost, weight, scale)
-    gain = quality[:, strong] - quality[:, weak] if weak >= 0 else np.zeros(len(test.prompts))
+    gain = quality[:, strong] - quality[:, weak] if weak >= 0 else np.zeros(len(quality))
     return RoutedSweep(choices=choices, default=default, gain=gain)
 
 
@@ -97,6 +122,8 @@ class GateDecision(BaseModel):
 
 
 class HeldoutComparison(BaseModel):
+    method: Literal["holdout", "crossfit"] = "holdout"
+    folds: int | None = None  # crossfit: the challenger's score on each prompt is from a fold model not trained on it
     n_prompts: int
     models: list[str]
     n_boot: int
@@ -154,6 +181,55 @@ def _paired(champ: float, chall: float, draws: np.ndarray, level: float) -> Pair
                   difference=Interval(estimate=chall - champ, low=float(low), high=float(high), level=level))
 
 
+def _gate_arguments(gate_metric: str, alpha_family: float, rounds: int) -> None:
+    if gate_metric not in GATE_METRICS:
+        raise ValueError(f"gate metric must be one of {GATE_METRICS}, not {gate_metric!r}")
+    if not 0 < alpha_family < 1 or rounds < 1:
+        raise ValueError("alpha must lie in (0, 1) and rounds be at least 1")
+
+
+def mean_labels(rows: Sequence[OutcomeRow]) -> list[OutcomeRow]:
+    """One row per (prompt, model) scored with the mean of its labels (token counts and cost too).
+    Traffic repeats prompts, and each repeat is judged anew: averaging the judgments makes one test
+    case with a less noisy label, where keeping one of them would throw the others away."""
+    cells: dict[tuple[str, str], list[OutcomeRow]] = {}
+    for row in rows:
+        cells.setdefault((prompt_key(row.prompt), row.model), []).append(row)
+
+    def mean(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return sum(known) / len(known) if known else None
+
+    out = []
+    for labels in cells.values():
+        if len(labels) == 1:
+            out.append(labels[0])
+            continue
+        tokens = mean([r.completion_tokens for r in labels])
+        prompt_tokens = mean([r.prompt_tokens for r in labels])
+        out.append(labels[-1].model_copy(update={
+            "score": sum(r.score for r in labels) / len(labels), "cost_usd": mean([r.cost_usd for r in labels]),
+            "completion_tokens": None if tokens is None else round(tokens),
+            "prompt_tokens": None if prompt_tokens is None else round(prompt_tokens)}))
+    return out
+
+
+def _heldout_matrix(models: list[str], prices: dict[str, Price], rows: Sequence[OutcomeRow]) -> OutcomeMatrix:
+    test = build_matrix(mean_labels(rows), models, prices)
+    if len(test.prompts) < 10:
+        raise ValueError(f"need at least 10 held-out prompts, got {len(test.prompts)}")
+    if not test.complete:
+        raise ValueError("every held-out prompt needs an outcome for every model the routers cover")
+    return test
+
+
+def _refuse_leaks(test: OutcomeMatrix, trained: set[str], idx: np.ndarray | None = None) -> None:
+    prompts = test.prompts if idx is None else [test.prompts[i] for i in idx]
+    leaked = sum(prompt_key(p) in trained for p in prompts)
+    if leaked:
+        raise LeakageError(leaked)
+
+
 def compare_heldout(champion: LearnedRouter, challenger: LearnedRouter, rows: Sequence[OutcomeRow], *,
                     n_boot: int = 2000, seed: int = 0, level: float = 0.95, cost_weight: float | None = None,
                     gate_metric: str = "aiq", alpha_family: float = 0.05, rounds: int = 6,
@@ -162,25 +238,69 @@ def compare_heldout(champion: LearnedRouter, challenger: LearnedRouter, rows: Se
     held-out prompt was in either router's training data, ValueError on unusable rows."""
     if set(champion.manifest.models) != set(challenger.manifest.models):
         raise ValueError(f"the routers cover different models: {champion.manifest.models} vs {challenger.manifest.models}")
-    if gate_metric not in GATE_METRICS:
-        raise ValueError(f"gate metric must be one of {GATE_METRICS}, not {gate_metric!r}")
-    if not 0 < alpha_family < 1 or rounds < 1:
-        raise ValueError("alpha must lie in (0, 1) and rounds be at least 1")
-    test = build_matrix(rows, champion.manifest.models, champion.manifest.prices)
-    if len(test.prompts) < 10:
-        raise ValueError(f"need at least 10 held-out prompts, got {len(test.prompts)}")
-    if not test.complete:
-        raise ValueError("every held-out prompt needs an outcome for every model the routers cover")
-    trained = set(champion.manifest.train_prompt_sha256) | set(challenger.manifest.train_prompt_sha256)
-    leaked = sum(prompt_key(p) in trained for p in test.prompts)
-    if leaked:
-        raise LeakageError(leaked)
+    _gate_arguments(gate_metric, alpha_family, rounds)
+    test = _heldout_matrix(champion.manifest.models, champion.manifest.prices, rows)
+    _refuse_leaks(test, set(champion.manifest.train_prompt_sha256) | set(challenger.manifest.train_prompt_sha256))
+    return _paired_gate(test, predicted(champion, test), predicted(challenger, test), n_boot=n_boot, seed=seed,
+                        level=level, cost_weight=cost_weight, gate_metric=gate_metric, alpha_family=alpha_family,
+                        rounds=rounds)
+
+
+def compare_crossfit(champion: LearnedRouter, challenger: LearnedRouter,
+                     folds: Sequence[tuple[LearnedRouter, Sequence[str]]], rows: Sequence[OutcomeRow], *,
+                     n_boot: int = 2000, seed: int = 0, level: float = 0.95, cost_weight: float | None = None,
+                     gate_metric: str = "aiq", alpha_family: float = 0.05, rounds: int = 6,
+                     ) -> tuple[HeldoutComparison, GateDecision]:
+    """The gate on cross-fitted predictions: `folds` pairs a router trained the challenger's way
+    without some prompts with those prompts, and every labelled prompt is scored by the fold router
+    that never saw it. So every labelled prompt counts as held out, not a reserved share; what is
+    tested is the challenger's training recipe on this data, and `challenger` (the same recipe on
+    all of it) is what a pass promotes. Its cost trade-off (scale, default weight) is applied to
+    every fold's predictions. Raises LeakageError when a prompt's fold router or the champion was
+    trained on it, ValueError when the folds do not cover the rows once each."""
+    models = champion.manifest.models
+    if any(set(r.manifest.models) != set(models) for r in (challenger, *(f for f, _ in folds))):
+        raise ValueError(f"the routers cover different models than the champion's {models}")
+    _gate_arguments(gate_metric, alpha_family, rounds)
+    test = _heldout_matrix(models, champion.manifest.prices, rows)
+    _refuse_leaks(test, set(champion.manifest.train_prompt_sha256))
+    position = {prompt_key(p): i for i, p in enumerate(test.prompts)}
+    owner = np.full(len(test.prompts), -1)
+    for k, (_, prompts) in enumerate(folds):
+        for key in {prompt_key(p) for p in prompts}:
+            if key in position:
+                if owner[position[key]] >= 0:
+                    raise ValueError("a prompt is in two folds")
+                owner[position[key]] = k
+    if (owner < 0).any():
+        raise ValueError(f"{int((owner < 0).sum())} labelled prompts are in no fold")
+    m = len(models)
+    quality, cost = np.zeros((len(test.prompts), m)), np.zeros((len(test.prompts), m))
+    for k, (fold_router, _) in enumerate(folds):
+        idx = np.flatnonzero(owner == k)
+        if len(idx):
+            _refuse_leaks(test, set(fold_router.manifest.train_prompt_sha256), idx)
+            part = predicted(fold_router, test, idx)
+            quality[idx], cost[idx] = part.quality, part.cost
+    recipe = challenger.manifest
+    crossfitted = PredictedRouting(quality=quality, cost=cost, cost_scale_usd=recipe.cost_scale_usd,
+                                   default_cost_weight=recipe.default_cost_weight)
+    held, gate = _paired_gate(test, predicted(champion, test), crossfitted, n_boot=n_boot, seed=seed, level=level,
+                              cost_weight=cost_weight, gate_metric=gate_metric, alpha_family=alpha_family,
+                              rounds=rounds)
+    gate.reason += f"; the challenger's recipe cross-fitted over {len(folds)} folds"
+    return held.model_copy(update={"method": "crossfit", "folds": len(folds)}), gate
+
+
+def _paired_gate(test: OutcomeMatrix, champ_pred: PredictedRouting, chall_pred: PredictedRouting, *, n_boot: int,
+                 seed: int, level: float, cost_weight: float | None, gate_metric: str, alpha_family: float,
+                 rounds: int) -> tuple[HeldoutComparison, GateDecision]:
     scorer = _Scorer(test)
     two = len(test.models) == 2
     strong, weak = scorer.dear, (1 - scorer.dear if two else -1)
     pgr = bool(two and test.score[:, strong].mean() > test.score[:, weak].mean())
-    champ_sweep = sweep(champion, test, strong, weak, cost_weight)
-    chall_sweep = sweep(challenger, test, strong, weak, cost_weight)
+    champ_sweep = sweep(champ_pred, strong, weak, cost_weight)
+    chall_sweep = sweep(chall_pred, strong, weak, cost_weight)
 
     def both(idx: np.ndarray) -> tuple[tuple[float, float | None, float, float], tuple[float, float | None, float, float]]:
         c = scorer.metrics(champ_sweep, idx, strong, weak, pgr, None)
@@ -256,12 +376,21 @@ def compare_offpolicy(champion: LearnedRouter, challenger: LearnedRouter, log: S
 def compare(champion_dir: Path, challenger_dir: Path, heldout: Sequence[OutcomeRow], *,
             log: Sequence[LoggedRequest] | None = None, log_labels: Sequence[OutcomeRow] = (),
             offpolicy_method: str = "dr", n_boot: int = 2000, seed: int = 0, cost_weight: float | None = None,
-            gate_metric: str = "aiq", alpha_family: float = 0.05, rounds: int = 6) -> CompareResult:
-    """Everything `ttc router compare` reports (and `promote` gates on)."""
+            gate_metric: str = "aiq", alpha_family: float = 0.05, rounds: int = 6,
+            folds: Sequence[tuple[Path, Sequence[str]]] = ()) -> CompareResult:
+    """Everything `ttc router compare` reports (and `promote` gates on). With `folds` (fold
+    artifacts and the prompts each left out), the held-out comparison is cross-fitted over
+    `heldout` (compare_crossfit) instead of scoring `challenger_dir` itself on it."""
     champion = load_router(champion_dir, embedding_cache=True)
     challenger = load_router(challenger_dir, embedding_cache=True)
-    held, gate = compare_heldout(champion, challenger, heldout, n_boot=n_boot, seed=seed, cost_weight=cost_weight,
-                                 gate_metric=gate_metric, alpha_family=alpha_family, rounds=rounds)
+    if folds:
+        fold_routers = [(load_router(path, embedding_cache=True), prompts) for path, prompts in folds]
+        held, gate = compare_crossfit(champion, challenger, fold_routers, heldout, n_boot=n_boot, seed=seed,
+                                      cost_weight=cost_weight, gate_metric=gate_metric, alpha_family=alpha_family,
+                                      rounds=rounds)
+    else:
+        held, gate = compare_heldout(champion, challenger, heldout, n_boot=n_boot, seed=seed, cost_weight=cost_weight,
+                                     gate_metric=gate_metric, alpha_family=alpha_family, rounds=rounds)
     offpolicy, note = None, None
     if log is not None:
         try:
@@ -282,7 +411,7 @@ def served_metrics(router: LearnedRouter, rows: Sequence[OutcomeRow], cost_weigh
     two = len(test.models) == 2
     strong, weak = scorer.dear, (1 - scorer.dear if two else -1)
     pgr = bool(two and test.score[:, strong].mean() > test.score[:, weak].mean())
-    routed = sweep(router, test, strong, weak, cost_weight)
+    routed = sweep(predicted(router, test), strong, weak, cost_weight)
     idx = np.arange(len(test.prompts))
     aiq, apgr, _, cost = scorer.metrics(routed, idx, strong, weak, pgr, None)
     quality = float(test.score[idx, routed.default].mean())

@@ -1,10 +1,13 @@
 """One flywheel round: label -> train -> compare -> promote, as `ttc router flywheel` runs it.
 
-A round labels a sample of logged requests not labelled before, holds out a share of them (by
-request) for the gate unless the config names a labelled held-out file, trains a challenger
+A round labels a sample of logged requests not labelled before, trains a challenger
 warm-started from the champion (the artifact the gateways watch) on the champion's rows plus
 the new ones, weighted by source, compares the two, and promotes only through the gate. The
-round's report is written beside the artifact, in `<artifact>.flywheel/`.
+gate's held-out scores come from a labelled held-out file when the config names one; else
+from a share of each round's requests held out of training (`gate_data: holdout`), or from
+cross-fitting over every label (`gate_data: crossfit`: the challenger's recipe is also trained
+once per fold without that fold's prompts, router.lab.compare.compare_crossfit). The round's
+report is written beside the artifact, in `<artifact>.flywheel/`.
 """
 
 from __future__ import annotations
@@ -54,8 +57,10 @@ class FlywheelConfig(BaseModel):
     reference: str | None = None  # pairwise: the strongest candidate
     rubric: str | None = None  # the judge's instructions (default: router.lab.label's for the grading)
     max_tokens: int = Field(default=512, ge=1)
-    heldout: Path | None = None  # labelled held-out rows for the gate; else a share of each round's labels
-    holdout_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
+    heldout: Path | None = None  # labelled held-out rows for the gate; else gate_data says where its scores come from
+    gate_data: Literal["holdout", "crossfit"] = "holdout"
+    holdout_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)  # gate_data: holdout
+    gate_folds: int = Field(default=5, ge=2)  # gate_data: crossfit
     feedback: Path | None = None  # JSON lines {request_id, score}
     gold: Path | None = None  # outcome rows with trusted scores
     source_weights: SourceWeights = SourceWeights()
@@ -109,19 +114,44 @@ def read_feedback(path: Path) -> dict[str, float]:
     return out
 
 
-def split_heldout(rows: list[OutcomeRow], candidates: list[str], fraction: float, seed: int,
-                  trained: set[str] = frozenset()) -> tuple[list[OutcomeRow], list[OutcomeRow]]:
-    """(train, held-out) by request; held out are only requests judged for every candidate whose
-    prompt the champion was not trained on (prompt keys in `trained`)."""
+def _complete_requests(rows: list[OutcomeRow], candidates: list[str],
+                       trained: set[str]) -> tuple[dict[str, list[OutcomeRow]], list[str]]:
+    """Rows by request, and the requests judged for every candidate whose prompt the champion was
+    not trained on (prompt keys in `trained`): the ones a gate can score."""
     by_id: dict[str, list[OutcomeRow]] = {}
     for row in rows:
         by_id.setdefault(row.id or row.prompt, []).append(row)
     complete = sorted(k for k, rs in by_id.items() if {r.model for r in rs if r.source == "judge"} >= set(candidates)
                       and prompt_key(rs[0].prompt) not in trained)
+    return by_id, complete
+
+
+def _gate_rows(rows: list[OutcomeRow], candidates: list[str]) -> list[OutcomeRow]:
+    return [r for r in rows if r.source == "judge" and r.model in candidates]
+
+
+def split_heldout(rows: list[OutcomeRow], candidates: list[str], fraction: float, seed: int,
+                  trained: set[str] = frozenset()) -> tuple[list[OutcomeRow], list[OutcomeRow]]:
+    """(train, held-out) by request; held out are only complete requests (_complete_requests)."""
+    by_id, complete = _complete_requests(rows, candidates, trained)
     held = set(random.Random(seed).sample(complete, int(len(complete) * fraction)))
     train = [r for k, rs in by_id.items() if k not in held for r in rs]
-    heldout = [r for k in sorted(held) for r in by_id[k] if r.source == "judge" and r.model in candidates]
+    heldout = _gate_rows([r for k in sorted(held) for r in by_id[k]], candidates)
     return train, heldout
+
+
+def crossfit_rows(rows: list[OutcomeRow], candidates: list[str], trained: set[str] = frozenset()) -> list[OutcomeRow]:
+    """The judged rows a cross-fitted gate scores: every complete request's (_complete_requests)."""
+    by_id, complete = _complete_requests(rows, candidates, trained)
+    return _gate_rows([r for k in complete for r in by_id[k]], candidates)
+
+
+def crossfit_folds(rows: list[OutcomeRow], folds: int, seed: int) -> list[list[str]]:
+    """The distinct prompts of `rows` dealt into `folds` groups (seeded; a prompt's requests stay together)."""
+    by_key = {prompt_key(r.prompt): r.prompt for r in rows}
+    keys = sorted(by_key)
+    random.Random(seed).shuffle(keys)
+    return [[by_key[k] for k in keys[i::folds]] for i in range(folds)]
 
 
 StoredFeedback = Callable[[list[tuple[str, str]]], dict[str, float]]
@@ -156,9 +186,10 @@ async def run_round(config: FlywheelConfig, models: ChargedModels, stored_feedba
     write_outcomes(work / "labels.jsonl", rows)
     calibration = JudgeCalibration.of_report(label_report.calibration.model_dump())
     weights = calibrated_weights(config.source_weights, calibration, explicit_judge=config.explicit_judge_weight)
-    if config.heldout:
+    crossfit = config.heldout is None and config.gate_data == "crossfit"
+    if config.heldout or crossfit:
         new_train, new_held = rows, []
-        heldout = read_outcomes(config.heldout)
+        heldout = read_outcomes(config.heldout) if config.heldout else []
     else:
         trained = {prompt_key(r.prompt) for r in [*champion.rows, *past_train]}
         new_train, new_held = split_heldout(rows, config.candidates, config.holdout_fraction, config.seed, trained)
@@ -178,18 +209,28 @@ async def run_round(config: FlywheelConfig, models: ChargedModels, stored_feedba
     if not new_train:
         return finish(None, None, None, "no new labels this round (nothing left to label, or no budget)", 0)
     held_keys = {prompt_key(r.prompt) for r in heldout}
-    combined = [r for r in _unique([*champion.rows, *past_train, *new_train]) if prompt_key(r.prompt) not in held_keys]
+    combined = [r for r in _unique([*champion.rows, *past_held, *past_train, *new_train]) if prompt_key(r.prompt) not in held_keys]
     challenger = work / "challenger"
     train_config = TrainConfig(featurizer=champion.featurizer, cv_folds=config.cv_folds, seed=config.seed,
                                **({"embedding_model": champion.embedding_model} if champion.embedding_model else {}))
-    manifest = read_manifest(config.artifact)
-    train_router(weighted_rows(combined, weights), challenger, manifest.prices, train_config,
+    prices = read_manifest(config.artifact).prices
+    train_router(weighted_rows(combined, weights), challenger, prices, train_config,
                  exclude_prompts=[r.prompt for r in heldout])
     keep_rows(challenger, combined)
+    folds: list[tuple[Path, list[str]]] = []
     try:
+        if crossfit:
+            heldout = crossfit_rows([*past_held, *past_train, *new_train], config.candidates,
+                                    set(read_manifest(config.artifact).train_prompt_sha256))
+            for k, left_out in enumerate(crossfit_folds(heldout, config.gate_folds, config.seed)):
+                keys = {prompt_key(p) for p in left_out}
+                fold_rows = [r for r in combined if prompt_key(r.prompt) not in keys]
+                train_router(weighted_rows(fold_rows, weights), work / f"fold-{k}", prices, train_config,
+                             exclude_prompts=left_out)
+                folds.append((work / f"fold-{k}", left_out))
         result = compare(config.artifact, challenger, heldout, log=read_log(config.log), log_labels=rows,
                          n_boot=config.n_boot, seed=config.seed, gate_metric=config.gate_metric,
-                         alpha_family=config.alpha, rounds=config.rounds)
+                         alpha_family=config.alpha, rounds=config.rounds, folds=folds)
     except ValueError as exc:  # LeakageError is not one: a leak is a bug to surface, not a refusal
         return finish(str(challenger), None, None, f"not compared: {exc}", len(combined))
     promoted = promote(challenger, config.artifact, gate_passed=result.gate.passed, gate_reason=result.gate.reason)

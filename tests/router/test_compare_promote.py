@@ -91,3 +91,51 @@ def test_compare_refuses_held_out_prompts_the_challenger_trained_on(routers: Pat
     res = runner.invoke(app, ["compare", "--champion", str(routers / "bad"), "--challenger", str(routers / "good"),
                               "--data", str(leaked), "--n-boot", "100"])
     assert res.exit_code == 2 and "leakage" in res.output
+
+
+def test_a_cross_fitted_gate_scores_every_prompt_with_the_fold_that_never_saw_it(routers: Path, tmp_path: Path) -> None:
+    from contracts.outcomes import read_outcomes
+    from router.api import load_router
+    from router.lab.compare import compare_crossfit
+    from router.lab.evaluate import LeakageError
+    from router.lab.flywheel import crossfit_folds
+
+    rows = read_outcomes(routers / "heldout.jsonl")
+    folds = crossfit_folds(rows, 3, seed=0)
+    assert sorted(p for fold in folds for p in fold) == sorted({r.prompt for r in rows})  # each prompt once
+    assert folds == crossfit_folds(list(reversed(rows)), 3, seed=0)  # by prompt, not by row order
+    fold_routers = []
+    for k, left_out in enumerate(folds):
+        fold_rows = [r for r in rows if r.prompt not in set(left_out)]
+        fold_routers.append((load_router(train_small(fold_rows, tmp_path / f"fold-{k}")), left_out))
+    champion, challenger = load_router(routers / "bad"), load_router(routers / "good")
+    held, gate = compare_crossfit(champion, challenger, fold_routers, rows, n_boot=300, rounds=6)
+    assert held.method == "crossfit" and held.folds == 3 and held.n_prompts == len(rows) // 2
+    assert gate.passed and held.aiq.difference.low > 0 and "cross-fitted over 3 folds" in gate.reason
+
+    # Fold routers that saw the prompts they score: a leak, not a comparison.
+    saw_all = load_router(train_small(rows, tmp_path / "saw-all"))
+    with pytest.raises(LeakageError):
+        compare_crossfit(champion, challenger, [(saw_all, fold) for fold in folds], rows)
+    with pytest.raises(LeakageError):  # so is a champion trained on them
+        compare_crossfit(load_router(routers / "good"), challenger, fold_routers,
+                         read_outcomes(routers / "good" / "training_rows.jsonl"))
+    with pytest.raises(ValueError, match="in no fold"):
+        compare_crossfit(champion, challenger, fold_routers[:2], rows)
+
+
+def test_the_gate_averages_a_prompts_repeated_judgments(routers: Path) -> None:
+    from contracts.outcomes import read_outcomes
+    from router.api import load_router
+    from router.lab.compare import compare_heldout, mean_labels
+
+    truth = read_outcomes(routers / "heldout.jsonl")
+    # Each request judged four times: three right, the last one wrong (cheap's label inverted).
+    wrong_last = [r.model_copy(update={"score": 1.0 - r.score}) if r.model == "cheap" else r for r in truth]
+    repeated = [r for _ in range(3) for r in truth] + wrong_last
+    merged = {(r.prompt, r.model): r.score for r in mean_labels(repeated)}
+    assert len(merged) == len(truth)
+    assert all(merged[(r.prompt, r.model)] == pytest.approx(0.75 * r.score + 0.25 * (1 - r.score)) for r in truth
+               if r.model == "cheap")
+    held, gate = compare_heldout(load_router(routers / "bad"), load_router(routers / "good"), repeated, n_boot=300)
+    assert held.n_prompts == len(truth) // 2 and gate.passed

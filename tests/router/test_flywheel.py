@@ -74,6 +74,16 @@ def test_a_pairwise_judged_round_promotes_the_better_router(tmp_path: Path) -> N
     assert report["label"]["grading"] == "pairwise" and report["label"]["reference"] == "dear"
 
 
+def test_a_cross_fitted_round_gates_on_every_labelled_prompt(tmp_path: Path) -> None:
+    report = _one_round(tmp_path, {"gate_data": "crossfit", "gate_folds": 3})
+    held = report["compare"]["heldout"]
+    # No labels reserved for the gate: all 150 labelled prompts train the challenger and are scored.
+    assert held["method"] == "crossfit" and held["folds"] == 3 and held["n_prompts"] == 150
+    assert report["heldout_rows"] == 300 and report["train_rows"] >= 300 + 40
+    rounds = sorted(p for p in (tmp_path / "serving.flywheel").iterdir() if p.is_dir())
+    assert sorted(p.name for p in rounds[0].glob("fold-*")) == ["fold-0", "fold-1", "fold-2"]
+
+
 def test_a_pairwise_flywheel_config_names_its_reference(tmp_path: Path) -> None:
     import pytest
     from pydantic import ValidationError
