@@ -25,6 +25,12 @@ def label_text(value: float | dict | None) -> str:
     return fmt(value)
 
 
+def gate_label(result: dict) -> str:
+    """The gate's metric, and where its held-out scores came from when not a held-out share."""
+    crossfit = " crossfit" if result.get("gate_data", "holdout") == "crossfit" else ""
+    return f"{result.get('gate_metric', 'aiq')}{crossfit}"
+
+
 def run_table(results: list[dict]) -> list[str]:
     lines = ["| ε | gate | seed | feedback rows | seed APGR / AIQ | ceiling APGR / AIQ | served APGR per round | promoted rounds | "
              "challenger APGR on test per round | judge labels vs truth per round (accuracy, or accuracy/balanced accuracy) | calibrated cut (balanced acc. vs default) |",
@@ -36,7 +42,7 @@ def run_table(results: list[dict]) -> list[str]:
         cal_text = (f"{fmt(cal['cut'], 2)} ({fmt(cal.get('balanced_accuracy'))} vs {fmt(cal.get('default_balanced_accuracy'))}, n={cal['n']})"
                     if cal and cal["n"] else "none (no ground truth)")
         lines.append(
-            f"| {r['epsilon']} | {r.get('gate_metric', 'aiq')} | {r['seed']} | {r.get('feedback_rows', 0)} | {fmt(ref['seed']['apgr'])} / {fmt(ref['seed']['aiq'])} | "
+            f"| {r['epsilon']} | {gate_label(r)} | {r['seed']} | {r.get('feedback_rows', 0)} | {fmt(ref['seed']['apgr'])} / {fmt(ref['seed']['aiq'])} | "
             f"{fmt(ref['ceiling']['apgr'])} / {fmt(ref['ceiling']['aiq'])} | "
             f"{', '.join(fmt(x['served']['apgr']) for x in rounds)} | "
             f"{sum(x['promoted'] for x in rounds)} of {len(rounds)} | "
@@ -49,7 +55,7 @@ def aggregates(results: list[dict]) -> list[str]:
     lines = []
     by_eps: dict[tuple[float, int, str], list[dict]] = {}
     for r in results:
-        by_eps.setdefault((r["epsilon"], r.get("feedback_rows", 0), r.get("gate_metric", "aiq")), []).append(r)
+        by_eps.setdefault((r["epsilon"], r.get("feedback_rows", 0), gate_label(r)), []).append(r)
     for (eps, feedback_rows, gate), runs in sorted(by_eps.items()):
         rounds = [x for r in runs for x in r["rounds"]]
         promoted = sum(x["promoted"] for x in rounds)
@@ -89,7 +95,7 @@ def plot(results: list[dict], path: Path) -> None:
 
     groups: dict[str, list[dict]] = {}
     for r in results:
-        key = f"eps={r['epsilon']} gate={r.get('gate_metric', 'aiq')} fb={r.get('feedback_rows', 0)}"
+        key = f"eps={r['epsilon']} gate={gate_label(r)} fb={r.get('feedback_rows', 0)}"
         groups.setdefault(key, []).append(r)
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     for i, (key, runs) in enumerate(sorted(groups.items())):
@@ -140,6 +146,7 @@ def main() -> None:
                         + (" --lenient-judge" if args.get("lenient_judge") else "")
                         + (f" --feedback-rows {' '.join(map(str, args['feedback_rows']))}" if args.get("feedback_rows", [0]) != [0] else "")
                         + (f" --gate-metric {args['gate_metric']}" if args.get("gate_metric", "aiq") != "aiq" else "")
+                        + (f" --gate-data {args['gate_data']}" if args.get("gate_data", "holdout") != "holdout" else "")
                         + f" --name {args['name']}   # {payload['date'][:16]} UTC")
     text = ["# Router flywheel: SIMULATION on RouteLLM GSM8K", "",
             "SIMULATION: no real model is called. Candidates answer with their recorded RouteLLM GSM8K responses; the judge "
