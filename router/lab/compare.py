@@ -18,8 +18,8 @@ the whole run.
 Cross-fitting (compare_crossfit) is the other way to get held-out scores: the challenger's
 recipe is trained K times, each time without one fold of the labelled prompts, and each prompt
 is scored by the fold router that never saw it. A reserved held-out share spends labels on the
-gate alone; cross-fitting lets every label both train and test, which is what gives the gate
-power when labels are few.
+gate alone; cross-fitting lets every label both train and test, at the price of K more
+trainings, and of testing the recipe's fold routers rather than the promoted router itself.
 """
 
 from __future__ import annotations
