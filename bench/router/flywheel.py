@@ -39,7 +39,7 @@ from bench.paths import DATA as SHARED_DATA
 from contracts.environment import apply_environment_defaults
 from contracts.outcomes import OutcomeRow, read_outcomes
 from router.api import load_router
-from router.lab.compare import served_metrics
+from router.lab.routing_scores import served_metrics
 from router.lab.flywheel import FlywheelConfig, FlywheelReport, run_round
 from router.lab.importers import read_prices, run_import
 from router.lab.label import CompletionOutcome

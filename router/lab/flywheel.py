@@ -165,7 +165,8 @@ async def run_round(config: FlywheelConfig, models: ChargedModels, stored_feedba
     work = reports / f"round-{stamp}"
     work.mkdir(parents=True, exist_ok=True)
     champion = warm_start(config.artifact)
-    champion_version = read_manifest(config.artifact).version
+    champion_manifest = read_manifest(config.artifact)
+    champion_version = champion_manifest.version
     # Labels outlive refused rounds: every round's training and held-out labels are kept here, so a
     # later challenger learns from all of them and the gate's held-out set grows round by round.
     train_pool, held_pool = reports / "train_labels.jsonl", reports / "heldout_labels.jsonl"
@@ -213,7 +214,7 @@ async def run_round(config: FlywheelConfig, models: ChargedModels, stored_feedba
     challenger = work / "challenger"
     train_config = TrainConfig(featurizer=champion.featurizer, cv_folds=config.cv_folds, seed=config.seed,
                                **({"embedding_model": champion.embedding_model} if champion.embedding_model else {}))
-    prices = read_manifest(config.artifact).prices
+    prices = champion_manifest.prices
     train_router(weighted_rows(combined, weights), challenger, prices, train_config,
                  exclude_prompts=[r.prompt for r in heldout])
     keep_rows(challenger, combined)
@@ -221,7 +222,7 @@ async def run_round(config: FlywheelConfig, models: ChargedModels, stored_feedba
     try:
         if crossfit:
             heldout = crossfit_rows([*past_held, *past_train, *new_train], config.candidates,
-                                    set(read_manifest(config.artifact).train_prompt_sha256))
+                                    set(champion_manifest.train_prompt_sha256))
             for k, left_out in enumerate(crossfit_folds(heldout, config.gate_folds, config.seed)):
                 keys = {prompt_key(p) for p in left_out}
                 fold_rows = [r for r in combined if prompt_key(r.prompt) not in keys]

@@ -14,7 +14,7 @@ from contracts.outcomes import write_outcomes
 from router.artifact import read_manifest
 from router.lab import metrics
 from router.lab.cli import make_app
-from router.lab.compare import exact_aiq
+from router.lab.routing_scores import exact_aiq
 from tests.router.flywheel_support import train_small, two_kind_rows
 
 app = make_app()
@@ -127,7 +127,8 @@ def test_a_cross_fitted_gate_scores_every_prompt_with_the_fold_that_never_saw_it
 def test_the_gate_averages_a_prompts_repeated_judgments(routers: Path) -> None:
     from contracts.outcomes import read_outcomes
     from router.api import load_router
-    from router.lab.compare import compare_heldout, mean_labels
+    from router.lab.compare import compare_heldout
+    from router.lab.routing_scores import mean_labels
 
     truth = read_outcomes(routers / "heldout.jsonl")
     # Each request judged four times: three right, the last one wrong (cheap's label inverted).
